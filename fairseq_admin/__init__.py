@@ -1,0 +1,18 @@
+"""fairseq-admin: Admin initialisation (Liu et al., EMNLP 2020, arXiv:2004.08249) for fairseq.
+
+Load with ``--user-dir`` (this folder); importing registers the model, its architectures and
+the ``translation_admin`` task.
+"""
+import os
+
+__version__ = "0.1.0"
+
+# torch >= 2.6 loads checkpoints with weights_only=True, which fairseq's checkpoints (argparse
+# Namespace, numpy scalars) cannot pass. Loading a checkpoint runs pickle: trust your checkpoints.
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+from .errors import AdminError, install_excepthook  # noqa: E402
+
+install_excepthook()
+
+from . import model, task  # noqa: E402,F401  (registration on import)

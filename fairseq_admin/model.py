@@ -1,0 +1,163 @@
+"""The Admin Transformer model and its architectures (arXiv:2004.08249, section 4.3).
+
+Nothing differs from fairseq's Post-LN ``transformer`` but ω on every shortcut; ω is filled
+according to --admin-init when the model is built (``profile`` leaves it at 1 for the task to
+profile).
+"""
+import logging
+from typing import List
+
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.transformer import (
+    TransformerConfig,
+    TransformerModel,
+    base_architecture,
+    transformer_iwslt_de_en,
+    transformer_vaswani_wmt_en_de_big,
+    transformer_wmt_en_de,
+)
+
+from .errors import AdminError
+from .layers import AdminDecoderLayer, AdminEncoderLayer, AdminTransformerDecoder, AdminTransformerEncoder
+from .omega import OMEGA_INITS, analytic_omega, deepnorm_constants
+from .residual import ResidualScale
+
+logger = logging.getLogger(__name__)
+
+STACKS = ("encoder", "decoder")
+
+
+@register_model("admin_transformer")
+class AdminTransformerModel(TransformerModel):
+    """Post-LN Transformer whose shortcuts are scaled by ω (Admin)."""
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        parser.add_argument("--admin-init", choices=OMEGA_INITS,
+                            help="how ω is initialised: profile (the paper: one forward pass over a "
+                                 "training batch, needs --task translation_admin), logn (analytic "
+                                 "O(log N), no data), ones (plain Post-LN), sqrtn (O(1)), deepnorm "
+                                 "(DeepNet α and β)")
+        parser.add_argument("--admin-omega-fixed", action="store_true",
+                            help="keep ω at its initial value instead of training it")
+
+    @classmethod
+    def build_model(cls, args, task):
+        admin_base_architecture(args)
+        if args.encoder_normalize_before or args.decoder_normalize_before:
+            raise AdminError(
+                "Admin rescales the shortcut of a Post-LN Transformer, but --encoder-normalize-before/"
+                "--decoder-normalize-before ask for Pre-LN: drop them (for a Pre-LN baseline use "
+                "--arch transformer with those flags)")
+        model = super().build_model(args, task)
+        model.admin_init = args.admin_init
+        initialize_omegas(model, args.admin_init, learnable=not args.admin_omega_fixed)
+        return model
+
+    @classmethod
+    def build_encoder(cls, args, src_dict, embed_tokens):
+        return AdminTransformerEncoder(TransformerConfig.from_namespace(args), src_dict, embed_tokens)
+
+    @classmethod
+    def build_decoder(cls, args, tgt_dict, embed_tokens):
+        cfg = TransformerConfig.from_namespace(args)
+        return AdminTransformerDecoder(cfg, tgt_dict, embed_tokens, no_encoder_attn=cfg.no_cross_attention)
+
+    # --- ω bookkeeping -------------------------------------------------------------------------
+    admin_init = "ones"
+    omega_ready = True  # False until a profile (or a checkpoint) has set ω
+
+    def residual_scales(self, stack: str) -> List[ResidualScale]:
+        """All ω modules of the encoder or decoder, in forward order."""
+        layer_type = AdminEncoderLayer if stack == "encoder" else AdminDecoderLayer
+        part = self.encoder if stack == "encoder" else self.decoder
+        return [s for m in part.modules() if isinstance(m, layer_type) for s in m.residual_scales()]
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        out = super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+        self.omega_ready = True  # ω comes from the checkpoint
+        return out
+
+    def forward(self, src_tokens, src_lengths, prev_output_tokens, **kwargs):
+        if self.training and not self.omega_ready:
+            raise AdminError(
+                "ω was never profiled: train --admin-init profile models with --task translation_admin "
+                "(or pass --admin-init logn for the analytic initialisation)")
+        return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
+
+
+def initialize_omegas(model: AdminTransformerModel, init: str, learnable: bool = True) -> None:
+    """Fill every ω of the model for the given --admin-init (profile: 1, filled later by the task)."""
+    if init not in OMEGA_INITS:
+        raise AdminError(f"unknown --admin-init {init!r}: choose one of {', '.join(OMEGA_INITS)}")
+    deepnorm = deepnorm_constants(len(model.encoder.layers), len(model.decoder.layers))
+    for stack in STACKS:
+        scales = model.residual_scales(stack)
+        if init == "profile":
+            value = 1.0
+        elif init == "deepnorm":
+            value = deepnorm[f"{stack}_alpha"]
+            _scale_deepnorm_weights(getattr(model, stack), deepnorm[f"{stack}_beta"])
+        else:
+            value = analytic_omega(len(scales), init)
+        for scale in scales:
+            scale.fill_(value)
+            scale.omega.requires_grad_(learnable)
+    model.omega_ready = init != "profile"
+    if init != "profile":
+        logger.info("Admin ω initialised with --admin-init %s: encoder %.4f, decoder %.4f%s", init,
+                    model.residual_scales("encoder")[0].omega[0].item(),
+                    model.residual_scales("decoder")[0].omega[0].item(),
+                    "" if learnable else " (fixed)")
+
+
+def _scale_deepnorm_weights(stack_module, beta: float) -> None:
+    # DeepNet: FFN, value and output projections start β times smaller; queries and keys keep gain 1
+    for layer in stack_module.layers:
+        linears = [layer.fc1, layer.fc2, layer.self_attn.v_proj, layer.self_attn.out_proj]
+        if getattr(layer, "encoder_attn", None) is not None:
+            linears += [layer.encoder_attn.v_proj, layer.encoder_attn.out_proj]
+        for linear in linears:
+            linear.weight.data.mul_(beta)
+
+
+# --- architectures: fairseq's own defaults, Post-LN, ω initialised by --admin-init ---------------
+
+@register_model_architecture("admin_transformer", "admin_transformer")
+def admin_base_architecture(args):
+    args.admin_init = getattr(args, "admin_init", None) or "profile"
+    args.admin_omega_fixed = getattr(args, "admin_omega_fixed", False)
+    base_architecture(args)
+
+
+@register_model_architecture("admin_transformer", "admin_transformer_iwslt_de_en")
+def admin_transformer_iwslt_de_en(args):
+    transformer_iwslt_de_en(args)
+    admin_base_architecture(args)
+
+
+@register_model_architecture("admin_transformer", "admin_transformer_wmt_en_de")
+def admin_transformer_wmt_en_de(args):
+    transformer_wmt_en_de(args)
+    admin_base_architecture(args)
+
+
+@register_model_architecture("admin_transformer", "admin_transformer_wmt_en_de_18_18")
+def admin_transformer_wmt_en_de_18_18(args):
+    args.encoder_layers = getattr(args, "encoder_layers", 18)
+    args.decoder_layers = getattr(args, "decoder_layers", 18)
+    admin_transformer_wmt_en_de(args)
+
+
+@register_model_architecture("admin_transformer", "admin_transformer_wmt_en_de_60_12")
+def admin_transformer_wmt_en_de_60_12(args):
+    args.encoder_layers = getattr(args, "encoder_layers", 60)
+    args.decoder_layers = getattr(args, "decoder_layers", 12)
+    admin_transformer_wmt_en_de(args)
+
+
+@register_model_architecture("admin_transformer", "admin_transformer_wmt_en_de_big")
+def admin_transformer_wmt_en_de_big(args):
+    transformer_vaswani_wmt_en_de_big(args)
+    admin_base_architecture(args)

@@ -1,0 +1,162 @@
+"""translation_admin: fairseq's translation task plus Admin profiling before training starts.
+
+When fairseq-train builds an ``admin_transformer`` with ``--admin-init profile`` (the default), the
+task profiles the fresh model on the first training batch (arXiv:2004.08249, section 4.3), sets ω on
+every rank, writes the profile (one writer), and training goes on as usual. The profile happens
+before the trainer builds its optimizer, so fp16 master weights start from the profiled ω.
+"""
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fairseq import utils
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
+
+from . import distributed
+from .errors import AdminError
+from .model import AdminTransformerModel
+from .profile_file import (
+    apply_profile,
+    check_profile_matches,
+    format_table,
+    read_profile,
+    write_profile,
+)
+from .profiler import profile_model
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROFILE_NAME = "admin_profile.json"
+
+
+@dataclass
+class TranslationAdminConfig(TranslationConfig):
+    admin_profile: Optional[str] = field(default=None, metadata={
+        "help": "Admin profile to initialise ω from (JSON, or the reference's legacy text format); "
+                "with --admin-profile-only, where to write it. Default: profile now and write "
+                f"{DEFAULT_PROFILE_NAME} in --save-dir"})
+    admin_profile_only: bool = field(default=False, metadata={
+        "help": "profile the fresh model, write the profile and exit (status 0) before any update"})
+    admin_profile_skip_padding: bool = field(default=False, metadata={
+        "help": "measure profiling variances over real tokens only (the reference includes padding)"})
+    # read from the rest of fairseq's configuration, to pick the same first batch as the trainer
+    seed: int = II("common.seed")
+    cpu: bool = II("common.cpu")
+    max_tokens: Optional[int] = II("dataset.max_tokens")
+    batch_size: Optional[int] = II("dataset.batch_size")
+    required_batch_size_multiple: int = II("dataset.required_batch_size_multiple")
+    update_ordered_indices_seed: bool = II("dataset.update_ordered_indices_seed")
+    grouped_shuffling: bool = II("dataset.grouped_shuffling")
+    skip_remainder_batch: bool = II("optimization.skip_remainder_batch")
+    save_dir: str = II("checkpoint.save_dir")
+    restore_file: str = II("checkpoint.restore_file")
+
+
+@register_task("translation_admin", dataclass=TranslationAdminConfig)
+class TranslationAdminTask(TranslationTask):
+    """Translation with Admin initialisation (profiled ω) of admin_transformer models."""
+
+    cfg: TranslationAdminConfig
+    profile_written = False  # whether this process wrote the profile file
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        if from_checkpoint or not isinstance(model, AdminTransformerModel):
+            return model  # ω comes from the checkpoint; a plain transformer has none
+        profiling = model.admin_init == "profile"
+        if not profiling and (self.cfg.admin_profile or self.cfg.admin_profile_only):
+            raise AdminError(f"--admin-profile/--admin-profile-only need --admin-init profile, "
+                             f"not {model.admin_init}")
+        if profiling:
+            self.initialize_omegas(model)
+        if self.cfg.admin_profile_only:
+            distributed.barrier()
+            logger.info("--admin-profile-only: profile written, exiting before any update")
+            sys.exit(0)
+        return model
+
+    # --- profiling -----------------------------------------------------------------------------
+    def profile_path(self) -> str:
+        return self.cfg.admin_profile or os.path.join(self.cfg.save_dir, DEFAULT_PROFILE_NAME)
+
+    def resuming(self) -> Optional[str]:
+        """The checkpoint fairseq-train is about to restore (so ω will come from it), if any."""
+        restore = self.cfg.restore_file
+        path = os.path.join(self.cfg.save_dir, restore) if restore == "checkpoint_last.pt" else restore
+        return path if os.path.exists(path) else None
+
+    def initialize_omegas(self, model: AdminTransformerModel) -> None:
+        if not self.cfg.admin_profile_only:
+            checkpoint = self.resuming()
+            if checkpoint:
+                logger.info(f"resuming from {checkpoint}: ω comes from the checkpoint, not profiling")
+                return
+            if self.cfg.admin_profile:
+                path = self.cfg.admin_profile
+                if not os.path.exists(path):
+                    raise AdminError(
+                        f"--admin-profile {path} does not exist: create it first with "
+                        "--admin-profile-only, or drop --admin-profile to profile in this run")
+                profile = read_profile(path, layers=(len(model.encoder.layers), len(model.decoder.layers)))
+                check_profile_matches(profile, model, path)
+                apply_profile(profile, model)
+                logger.info(f"Admin ω from {path} ({profile.source}):\n{format_table(profile)}")
+                return
+        profile = distributed.run_on_master_and_share(lambda: self.profile_on_first_batch(model))
+        apply_profile(profile, model)
+        path = self.profile_path()
+        if distributed.is_master():
+            write_profile(profile, path)
+            self.profile_written = True
+        logger.info(f"Admin profile ({profile.tokens} tokens, {profile.sentences} sentences, seed "
+                    f"{profile.seed}) written to {path}:\n{format_table(profile)}")
+
+    def first_training_batch(self, model):
+        """The batch that fairseq's trainer will hand rank 0 first (same iterator settings)."""
+        cfg = self.cfg
+        split = cfg.train_subset
+        try:
+            self.load_dataset(split, epoch=1, combine=True)
+        except FileNotFoundError as e:
+            raise AdminError(f"profiling needs training data, but {e}: binarize a '{split}' split "
+                             "with fairseq-preprocess --trainpref, or pass --admin-profile FILE")
+        itr = self.get_batch_iterator(
+            dataset=self.dataset(split),
+            max_tokens=cfg.max_tokens,
+            max_sentences=cfg.batch_size,
+            max_positions=utils.resolve_max_positions(self.max_positions(), model.max_positions(),
+                                                      cfg.max_tokens),
+            ignore_invalid_inputs=True,
+            required_batch_size_multiple=cfg.required_batch_size_multiple,
+            seed=cfg.seed + 1 if cfg.update_ordered_indices_seed else cfg.seed,
+            num_shards=distributed.world_size(),
+            shard_id=0,
+            epoch=1,
+            disable_iterator_cache=True,  # leave fairseq's cached iterator untouched
+            skip_remainder_batch=cfg.skip_remainder_batch,
+            grouped_shuffling=cfg.grouped_shuffling,
+        )
+        batches = itr.next_epoch_itr(shuffle=True)
+        if not batches.has_next():
+            raise AdminError(f"the '{split}' split gave no batch to profile (all too long for "
+                             "--max-tokens/--max-positions?)")
+        return next(batches)
+
+    def profile_on_first_batch(self, model):
+        import torch
+
+        sample = self.first_training_batch(model)
+        device = next(model.parameters()).device
+        use_cuda = torch.cuda.is_available() and not self.cfg.cpu
+        if use_cuda:  # profile in fp32 on the GPU, then hand the model back where it was
+            model.cuda()
+            sample = utils.move_to_cuda(sample)
+        try:
+            return profile_model(model, sample, seed=self.cfg.seed,
+                                 skip_padding=self.cfg.admin_profile_skip_padding)
+        finally:
+            model.to(device)
