@@ -1,0 +1,81 @@
+"""The ``fairseq-admin`` command: inspect and convert Admin profiles, locate the plugin."""
+import argparse
+import logging
+import os
+import sys
+
+from .errors import AdminError
+from .profile_file import format_table, read_profile, write_profile
+
+logger = logging.getLogger("fairseq_admin.cli")
+
+
+def cmd_user_dir(args) -> None:
+    print(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cmd_show(args) -> None:
+    layers = (args.encoder_layers, args.decoder_layers) if args.encoder_layers is not None else None
+    profile = read_profile(args.profile, layers=layers)
+    print(f"# {args.profile}: source {profile.source}, seed {profile.seed}, tokens {profile.tokens}, "
+          f"padding {profile.padding}")
+    print(format_table(profile))
+    if args.plot:
+        from .plots import plot_profile
+        plot_profile(profile, args.plot, title=os.path.basename(args.profile))
+        logger.info(f"wrote {args.plot}")
+
+
+def cmd_import_profile(args) -> None:
+    layers = (args.encoder_layers, args.decoder_layers) if args.encoder_layers is not None else None
+    profile = read_profile(args.legacy, layers=layers)
+    if not profile.source.startswith("legacy:"):
+        raise AdminError(f"{args.legacy} is already a fairseq-admin JSON profile")
+    profile.encoder.embed_dim = args.encoder_embed_dim
+    profile.decoder.embed_dim = args.decoder_embed_dim or args.encoder_embed_dim
+    write_profile(profile, args.out)
+    logger.info(f"imported {args.legacy} ({profile.encoder.layers} encoder, {profile.decoder.layers} "
+                f"decoder layers) into {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fairseq-admin", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("user-dir", help="print the folder to pass to fairseq's --user-dir")
+    s.set_defaults(func=cmd_user_dir)
+
+    def layer_args(s):
+        s.add_argument("--encoder-layers", type=int, help="needed for a bare-values legacy file")
+        s.add_argument("--decoder-layers", type=int, help="needed for a bare-values legacy file")
+
+    s = sub.add_parser("show", help="print a profile's per-sublayer table (ω, variances, β²)")
+    s.add_argument("profile")
+    s.add_argument("--plot", metavar="PNG", help="also plot ω and β² per sublayer")
+    layer_args(s)
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("import-profile", help="convert a legacy profile.ratio.init to the JSON format")
+    s.add_argument("legacy")
+    s.add_argument("out")
+    layer_args(s)
+    s.add_argument("--encoder-embed-dim", type=int, help="record the model width (checked on use)")
+    s.add_argument("--decoder-embed-dim", type=int)
+    s.set_defaults(func=cmd_import_profile)
+    return p
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S", level=logging.INFO, stream=sys.stderr, force=True)
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except AdminError as e:
+        print(f"fairseq-admin: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The Admin model against fairseq's own Post-LN transformer, and its ω initialisations."""
+import pytest
+import torch
+
+from conftest import build
+from fairseq_admin import AdminError
+from fairseq_admin.omega import analytic_omega, deepnorm_constants
+
+
+def _batch(task, n=6):
+    task.load_dataset("valid")
+    ds = task.dataset("valid")
+    return ds.collater([ds[i] for i in range(n)])
+
+
+def _forward(model, sample, train, seed=0):
+    model.train(train)
+    with torch.no_grad():
+        torch.manual_seed(seed)
+        return model(**sample["net_input"])[0]
+
+
+def test_ones_reproduces_fairseq_transformer(bin_data):
+    _, task, stock = build(bin_data, task="translation", arch="transformer")
+    _, _, admin = build(bin_data, "--admin-init", "ones", task="translation")
+    stock_state, admin_state = stock.state_dict(), admin.state_dict()
+    extra = set(admin_state) - set(stock_state)
+    assert extra and all(k.endswith("_omega.omega") for k in extra)
+    assert set(stock_state) <= set(admin_state)
+    for k, v in stock_state.items():  # same seed -> the very same initial weights
+        assert torch.equal(v, admin_state[k]), k
+    sample = _batch(task)
+    for train in (False, True):  # eval, and training mode with the same dropout masks
+        assert torch.allclose(_forward(stock, sample, train), _forward(admin, sample, train), atol=0, rtol=0)
+
+
+def test_eval_output_equals_train_output_without_dropout(bin_data):
+    _, task, model = build(bin_data, "--admin-init", "logn", "--dropout", "0", "--attention-dropout", "0")
+    sample = _batch(task)
+    assert torch.allclose(_forward(model, sample, False), _forward(model, sample, True), atol=1e-6)
+    # and ω really acts in eval mode: changing it changes the output
+    before = _forward(model, sample, False)
+    model.residual_scales("encoder")[0].fill_(3.0)
+    assert not torch.allclose(before, _forward(model, sample, False), atol=1e-4)
+
+
+def test_analytic_and_deepnorm_initialisation(bin_data):
+    _, _, logn = build(bin_data, "--admin-init", "logn", "--admin-omega-fixed")
+    enc, dec = logn.residual_scales("encoder"), logn.residual_scales("decoder")
+    assert len(enc) == 4 and len(dec) == 6
+    assert torch.allclose(enc[0].omega, torch.full((32,), analytic_omega(4, "logn")))
+    assert torch.allclose(dec[-1].omega, torch.full((32,), analytic_omega(6, "logn")))
+    assert not any(s.omega.requires_grad for s in enc + dec)
+
+    _, _, ones = build(bin_data, "--admin-init", "ones")
+    _, _, deep = build(bin_data, "--admin-init", "deepnorm")
+    c = deepnorm_constants(2, 2)
+    assert deep.residual_scales("decoder")[0].omega[0].item() == pytest.approx(c["decoder_alpha"])
+    assert ones.residual_scales("decoder")[0].omega.requires_grad
+    l_ones, l_deep = ones.encoder.layers[0], deep.encoder.layers[0]
+    assert torch.allclose(l_deep.fc1.weight, l_ones.fc1.weight * c["encoder_beta"])
+    assert torch.equal(l_deep.self_attn.q_proj.weight, l_ones.self_attn.q_proj.weight)
+
+
+@pytest.mark.parametrize("flag", ["--encoder-normalize-before", "--decoder-normalize-before"])
+def test_pre_ln_is_rejected(bin_data, flag):
+    with pytest.raises(AdminError, match="normalize-before"):
+        build(bin_data, flag, "--admin-init", "logn")
+
+
+def test_unprofiled_model_refuses_to_train(bin_data):
+    _, task, model = build(bin_data, task="translation")  # profile init, but a task that cannot profile
+    with pytest.raises(AdminError, match="translation_admin"):
+        _forward(model, _batch(task), True)
