@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder-embed-dim", type=int, help="record the model width (checked on use)")
     s.add_argument("--decoder-embed-dim", type=int)
     s.set_defaults(func=cmd_import_profile)
+    from . import prepare
+    s = sub.add_parser("prepare", help="tokenize, clean and BPE a raw {train,valid,test}.{src,tgt} corpus")
+    prepare.add_arguments(s)
+    s.set_defaults(func=prepare.run)
     return p
 
 
