@@ -15,4 +15,4 @@ from .errors import AdminError, install_excepthook  # noqa: E402
 
 install_excepthook()
 
-from . import model, task  # noqa: E402,F401  (registration on import)
+from . import model, radam, task  # noqa: E402,F401  (registration on import)

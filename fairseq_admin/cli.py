@@ -62,11 +62,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder-embed-dim", type=int, help="record the model width (checked on use)")
     s.add_argument("--decoder-embed-dim", type=int)
     s.set_defaults(func=cmd_import_profile)
-    from . import prepare
+    from . import average, datasets, prepare, recipe, score
+    s = sub.add_parser("download", help="fetch (or find) and unpack IWSLT14 / WMT14 into raw text")
+    datasets.add_arguments(s)
+    s.set_defaults(func=datasets.run)
+
     s = sub.add_parser("prepare", help="tokenize, clean and BPE a raw {train,valid,test}.{src,tgt} corpus")
     prepare.add_arguments(s)
     s.set_defaults(func=prepare.run)
+
+    s = sub.add_parser("recipe", help="print the fairseq command of a recipe step (configs/*.json)")
+    recipe.add_arguments(s)
+    s.set_defaults(func=recipe.run)
+
+    s = sub.add_parser("average", help="average the last N epoch checkpoints (ω included)")
+    s.add_argument("checkpoint_dir")
+    s.add_argument("--last", type=int, default=10, help="how many epoch checkpoints (default 10)")
+    s.add_argument("--output", required=True)
+    s.set_defaults(func=lambda a: _average(average, a))
+
+    s = sub.add_parser("score", help="labelled BLEU scores of a fairseq-generate output")
+    score.add_arguments(s)
+    s.set_defaults(func=score.run)
     return p
+
+
+def _average(average, args) -> None:
+    paths = average.last_epoch_checkpoints(args.checkpoint_dir, args.last)
+    average.average_checkpoints(paths, args.output)
+    logger.info(f"averaged {len(paths)} checkpoints ({', '.join(os.path.basename(p) for p in paths)}) "
+                f"into {args.output}")
 
 
 def main(argv=None) -> int:

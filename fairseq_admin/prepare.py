@@ -87,37 +87,53 @@ def apply_bpe_file(codes: str, src: str, dst: str) -> None:
 
 
 def prepare_corpus(raw: str, out: str, src: str, tgt: str, bpe_merges: int, lowercase: bool,
-                   max_len: int = 80, max_ratio: float = 1.5, splits: Iterable[str] = SPLITS, clean_splits=("train", "valid")) -> None:
-    """raw/{split}.{lang} -> out/tok/*, out/bpe/{split}.{lang} and out/bpe/codes (joint BPE)."""
-    for split in splits:
+                   max_len: int = 80, max_ratio: float = 1.5, valid_every: int = 0) -> None:
+    """raw/{split}.{lang} -> out/tok/*, out/bpe/{split}.{lang} and out/bpe/codes (joint BPE).
+
+    train and valid are cleaned (length 1..max_len, ratio <= max_ratio), test never is. With
+    ``valid_every`` = n, raw/ has no valid split: it is every n-th line of the cleaned training data
+    (the IWSLT14 recipe, n = 23), and training keeps the other lines.
+    """
+    raw_splits = ("train", "test") if valid_every else SPLITS
+    for split in raw_splits:
         for lang in (src, tgt):
             if not os.path.isfile(os.path.join(raw, f"{split}.{lang}")):
                 raise AdminError(f"missing {os.path.join(raw, f'{split}.{lang}')}: a corpus folder needs "
-                                 f"{{train,valid,test}}.{{{src},{tgt}}} plain-text files, line-aligned")
+                                 f"{{{','.join(raw_splits)}}}.{{{src},{tgt}}} plain-text files, line-aligned")
         if len(_read_lines(os.path.join(raw, f"{split}.{src}"))) != len(_read_lines(os.path.join(raw, f"{split}.{tgt}"))):
             raise AdminError(f"{raw}/{split}.{src} and {split}.{tgt} have different line counts: "
                              "the two sides must be line-aligned")
     tok, bpe = os.path.join(out, "tok"), os.path.join(out, "bpe")
-    for split in splits:
+
+    def path(split, stage, lang):
+        return os.path.join(tok, f"{split}.{stage}.{lang}")
+
+    for split in raw_splits:
         for lang in (src, tgt):
             logger.info(f"tokenize {split}.{lang}")
-            tokenize_file(os.path.join(raw, f"{split}.{lang}"), os.path.join(tok, f"{split}.raw.{lang}"),
-                          lang, lowercase)
-        names = [os.path.join(tok, f"{split}.{{}}.{lang}") for lang in (src, tgt)]
-        if split in clean_splits:
-            clean_pair(*(n.format("raw") for n in names), *(n.format("clean") for n in names),
-                       max_len=max_len, ratio=max_ratio)
-        else:  # the test set is never filtered
-            for n in names:
-                if not os.path.exists(n.format("clean")):
-                    _write_lines(n.format("clean"), _read_lines(n.format("raw")))
+            tokenize_file(os.path.join(raw, f"{split}.{lang}"), path(split, "raw", lang), lang, lowercase)
+        if split == "test":  # the test set is never filtered
+            for lang in (src, tgt):
+                if not os.path.exists(path(split, "clean", lang)):
+                    _write_lines(path(split, "clean", lang), _read_lines(path(split, "raw", lang)))
+            continue
+        stage = "full" if valid_every and split == "train" else "clean"
+        clean_pair(path(split, "raw", src), path(split, "raw", tgt), path(split, stage, src),
+                   path(split, stage, tgt), max_len=max_len, ratio=max_ratio)
+    if valid_every:
+        for lang in (src, tgt):
+            lines = _read_lines(path("train", "full", lang))
+            if not os.path.exists(path("valid", "clean", lang)):
+                _write_lines(path("valid", "clean", lang), lines[::valid_every])
+            if not os.path.exists(path("train", "clean", lang)):
+                _write_lines(path("train", "clean", lang), (x for i, x in enumerate(lines) if i % valid_every))
     codes = os.path.join(bpe, "codes")
     logger.info(f"learn joint BPE ({bpe_merges} merges)")
-    learn_joint_bpe([os.path.join(tok, f"train.clean.{lang}") for lang in (src, tgt)], codes, bpe_merges)
-    for split in splits:
+    learn_joint_bpe([path("train", "clean", lang) for lang in (src, tgt)], codes, bpe_merges)
+    for split in SPLITS:
         for lang in (src, tgt):
-            apply_bpe_file(codes, os.path.join(tok, f"{split}.clean.{lang}"), os.path.join(bpe, f"{split}.{lang}"))
-    logger.info(f"prepared {out}/bpe/{{{','.join(splits)}}}.{{{src},{tgt}}}")
+            apply_bpe_file(codes, path(split, "clean", lang), os.path.join(bpe, f"{split}.{lang}"))
+    logger.info(f"prepared {out}/bpe/{{train,valid,test}}.{{{src},{tgt}}}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -130,8 +146,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-len", type=int, default=80, help="drop train/valid pairs longer than this")
     p.add_argument("--max-ratio", type=float, default=1.5,
                    help="drop train/valid pairs whose length ratio exceeds this (Moses clean-corpus-n)")
+    p.add_argument("--valid-every", type=int, default=0,
+                   help="no raw valid split: take every N-th cleaned training line (IWSLT14: 23)")
 
 
 def run(args) -> None:
     prepare_corpus(args.raw, args.out, args.source_lang, args.target_lang, args.bpe_merges,
-                   args.lowercase, args.max_len, args.max_ratio)
+                   args.lowercase, args.max_len, args.max_ratio, args.valid_every)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Bring your own corpus: RAW_DIR holds plain-text {train,valid,test}.{SRC,TGT}, line-aligned.
+# Tokenize (Moses), clean train/valid (1-80 tokens, ratio 1.5), joint BPE, binarize into OUT/bin.
+# Usage: scripts/prepare_custom.sh RAW_DIR OUT SRC TGT [BPE_MERGES=10000] [--lowercase]
+# Then train with scripts/run_recipe.sh, e.g. on configs/iwslt14_de_en.json's hyperparameters.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+raw=${1:?usage: prepare_custom.sh RAW_DIR OUT SRC TGT [BPE_MERGES] [--lowercase]}; out=${2:?}; src=${3:?}; tgt=${4:?}
+merges=${5:-10000}; shift $(( $# < 5 ? $# : 5 ))
+source "$ROOT/scripts/setup_env.sh"
+set -euo pipefail
+fairseq-admin prepare "$raw" "$out/prep" -s "$src" -t "$tgt" --bpe-merges "$merges" "$@"
+bash "$ROOT/scripts/binarize.sh" "$out/prep/bpe" "$out/bin" "$src" "$tgt"

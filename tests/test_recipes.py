@@ -1,0 +1,194 @@
+"""Recipes: config arithmetic, command lines against the spec's table, offline download/extract,
+and the scripts end to end on tiny settings with archives laid out like the real ones."""
+import io
+import os
+import re
+import subprocess
+import tarfile
+
+import pytest
+import torch
+
+from conftest import ROOT, SAMPLE
+from fairseq_admin import AdminError
+from fairseq_admin.datasets import fetch
+from fairseq_admin.recipe import batch_split, load_recipe, train_command, generate_command
+
+IWSLT = os.path.join(ROOT, "configs", "iwslt14_de_en.json")
+WMT = os.path.join(ROOT, "configs", "wmt14_en_de.json")
+TINY_EXTRA = ("--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "
+              "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --encoder-attention-heads 2 "
+              "--decoder-attention-heads 2 --max-tokens 1500 --max-epoch 2 --num-workers 0")
+GEN_EXTRA = "--max-len-b 20 --batch-size 64"
+
+
+@pytest.mark.parametrize("ref_gpus,tokens,gpus,expected", [
+    (4, 8192, 1, (8192, 4)), (4, 8192, 2, (8192, 2)), (4, 8192, 4, (8192, 1)),
+    (4, 8192, 8, (4096, 1)), (4, 8192, 3, (5461, 2)), (1, 4096, 1, (4096, 1)), (1, 4096, 2, (2048, 1)),
+])
+def test_effective_batch_is_kept(ref_gpus, tokens, gpus, expected):
+    per_gpu, update_freq = batch_split(ref_gpus, tokens, gpus)
+    assert (per_gpu, update_freq) == expected
+    assert abs(per_gpu * update_freq * gpus - ref_gpus * tokens) < gpus * update_freq
+
+
+def _flags(cmd):
+    out, i = {}, 0
+    while i < len(cmd):
+        if cmd[i].startswith("--"):
+            has_value = i + 1 < len(cmd) and not cmd[i + 1].startswith("--")
+            out[cmd[i]] = cmd[i + 1] if has_value else True
+            i += 2 if has_value else 1
+        else:
+            i += 1
+    return out
+
+
+# the reference table of the spec (section 5)
+SPEC = {
+    "iwslt14_de_en": {"--lr": 7e-4, "--warmup-updates": 6000, "--dropout": 0.3, "--weight-decay": 1e-4,
+                      "tokens": 4096 * 1, "--max-update": 100000, "beam": 5, "lenpen": 1.0},
+    "wmt14_en_de": {"--lr": 1e-3, "--warmup-updates": 8000, "--dropout": 0.1, "--weight-decay": 0.0,
+                    "tokens": 8192 * 4, "--max-update": 500000, "beam": 4, "lenpen": 0.6},
+}
+
+
+@pytest.mark.parametrize("config", [IWSLT, WMT])
+def test_every_variant_matches_the_reference_table(config):
+    recipe = load_recipe(config)
+    spec = SPEC[recipe["name"]]
+    for variant, v in recipe["variants"].items():
+        for gpus in (1, 2, 8):
+            f = _flags(train_command(recipe, variant, "D", "S", gpus=gpus))
+            for key in ("--lr", "--warmup-updates", "--dropout", "--weight-decay", "--max-update"):
+                assert float(f[key]) == spec[key], (variant, key)
+            assert int(f["--max-tokens"]) * int(f["--update-freq"]) * int(f["--distributed-world-size"]) \
+                == pytest.approx(spec["tokens"], abs=16)
+            assert f["--optimizer"] == "radam" and f["--adam-betas"] == "(0.9,0.98)"
+            assert float(f["--clip-norm"]) == 0 and f["--lr-scheduler"] == "inverse_sqrt"
+            assert float(f["--warmup-init-lr"]) == 1e-7 and float(f["--label-smoothing"]) == 0.1
+            assert float(f["--attention-dropout"]) == 0.1 and float(f["--activation-dropout"]) == 0.1
+            assert f["--share-all-embeddings"] and f["--fp16"] and f["--seed"] == "1111"
+            assert f["--task"] == ("translation_admin" if variant.startswith("admin") else "translation")
+            assert ("--encoder-normalize-before" in f) == variant.startswith("preln")
+            depth = variant.rsplit("-", 2)[-2:]
+            arch_depth = {"admin_transformer_wmt_en_de_18_18": ["18", "18"],
+                          "admin_transformer_wmt_en_de_60_12": ["60", "12"]}.get(f["--arch"], ["6", "6"])
+            assert [f.get("--encoder-layers", arch_depth[0]), f.get("--decoder-layers", arch_depth[1])] == depth
+        g = _flags(generate_command(recipe, "D", "ck.pt"))
+        assert int(g["--beam"]) == spec["beam"] and float(g["--lenpen"]) == spec["lenpen"]
+        assert g["--remove-bpe"] is True
+    if recipe["name"] == "wmt14_en_de":
+        assert float(f["--stop-min-lr"]) == 1e-9
+
+
+def test_offline_download_names_url_and_folder(tmp_path):
+    with pytest.raises(AdminError, match=r"cannot download http://127\.0\.0\.1:9/de-en\.tgz .*place it at "
+                                         + re.escape(str(tmp_path / "de-en.tgz"))):
+        fetch("de-en.tgz", "http://127.0.0.1:9/de-en.tgz", str(tmp_path))
+    assert os.listdir(tmp_path) == []  # nothing half-written
+
+
+def test_checksums_pinned_and_recorded(tmp_path):
+    archive = tmp_path / "a.tgz"
+    archive.write_bytes(b"abc")
+    with pytest.raises(AdminError, match="does not match"):
+        fetch("a.tgz", "http://127.0.0.1:9/a.tgz", str(tmp_path), pinned="0" * 64)
+    fetch("a.tgz", "http://127.0.0.1:9/a.tgz", str(tmp_path))  # first use: recorded
+    assert (tmp_path / "a.tgz.sha256").read_text().startswith(
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    archive.write_bytes(b"abd")  # a corrupted archive is caught on the next run
+    with pytest.raises(AdminError, match="does not match"):
+        fetch("a.tgz", "http://127.0.0.1:9/a.tgz", str(tmp_path))
+
+
+def _sample(split, lang, n, start=0):
+    with open(os.path.join(SAMPLE, f"{split}.{lang}"), encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f][start:start + n]
+
+
+def _tgz(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in members.items():
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _xml(lines):
+    return "<mteval>\n<doc docid=\"1\">\n" + "".join(f"<seg id=\"{i + 1}\"> {l} </seg>\n"
+                                                     for i, l in enumerate(lines)) + "</doc>\n</mteval>\n"
+
+
+def _iwslt_archive(folder):
+    members = {}
+    for lang in ("de", "en"):
+        train = _sample("train", lang, 460)
+        body = [f"<url>http://www.ted.com/talks/{lang}</url>", "<keywords>talks</keywords>",
+                "<talkid>1</talkid>", f"<title>{train[0]}</title>"] + train[1:]
+        members[f"de-en/train.tags.de-en.{lang}"] = "\n".join(body) + "\n"
+        tests = _sample("test", lang, 50)
+        for i, name in enumerate(["IWSLT14.TED.dev2010", "IWSLT14.TED.tst2010", "IWSLT14.TED.tst2011",
+                                  "IWSLT14.TED.tst2012", "IWSLT14.TEDX.dev2012"]):
+            members[f"de-en/{name}.de-en.{lang}.xml"] = _xml(tests[i * 10:(i + 1) * 10])
+    os.makedirs(folder, exist_ok=True)
+    _tgz(os.path.join(folder, "de-en.tgz"), members)
+
+
+def _run(*cmd):
+    proc = subprocess.run(["bash", *map(str, cmd)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_iwslt14_recipe_end_to_end_offline(tmp_path):
+    data = tmp_path / "iwslt"
+    _iwslt_archive(data / "archives")
+    log = _run("scripts/prepare_recipe.sh", IWSLT, data)
+    assert (data / "bin" / ".done").exists() and (data / "archives" / "de-en.tgz.sha256").exists()
+    test_en = (data / "raw" / "test.en").read_text(encoding="utf-8").splitlines()
+    assert len(test_en) == 50 and test_en[0] == _sample("test", "en", 1)[0].strip()
+    train = (data / "prep" / "tok" / "train.clean.de").read_text(encoding="utf-8").splitlines()
+    valid = (data / "prep" / "tok" / "valid.clean.de").read_text(encoding="utf-8").splitlines()
+    assert abs(len(valid) - (len(train) + len(valid)) / 23) <= 1  # every 23rd line
+    assert all(l == l.lower() for l in train) and not any("<url>" in l or "<title>" in l for l in train)
+    log = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, "--cpu", "--extra", TINY_EXTRA,
+                 "--gen-extra", GEN_EXTRA)
+    run = data / "runs" / "admin-6-6"
+    assert (run / "admin_profile.json").exists() and "--admin-profile-only" in log
+    assert "tokenized BLEU (fairseq-generate --remove-bpe): BLEU4 = " in log
+    assert "case-insensitive sacreBLEU (detokenized vs raw reference):" in log and "nrefs:1|case:lc" in log
+    # averaging: ω of the average is the mean of the epoch checkpoints' ω
+    epochs = sorted(run.glob("checkpoint[0-9]*.pt"))
+    assert len(epochs) >= 2
+    avg = torch.load(next(run.glob("checkpoint_avg_last10.pt")), weights_only=False)["model"]
+    key = "decoder.layers.0.ffn_omega.omega"
+    mean = sum(torch.load(p, weights_only=False)["model"][key].double() for p in epochs) / len(epochs)
+    assert torch.allclose(avg[key].double(), mean, atol=1e-6)
+    # a rerun resumes: nothing is redone
+    again = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, "--cpu", "--extra", TINY_EXTRA,
+                 "--gen-extra", GEN_EXTRA)
+    assert "profile:" not in again and "average the last" not in again and "generate:" not in again
+
+
+def test_wmt14_prepare_offline(tmp_path):
+    data = tmp_path / "wmt"
+    arch = data / "archives"
+    os.makedirs(arch)
+    en, de = _sample("train", "en", 300), _sample("train", "de", 300)
+    _tgz(arch / "training-parallel-europarl-v7.tgz", {"training/europarl-v7.de-en.en": "\n".join(en[:100]) + "\n",
+                                                      "training/europarl-v7.de-en.de": "\n".join(de[:100]) + "\n"})
+    _tgz(arch / "training-parallel-commoncrawl.tgz", {"commoncrawl.de-en.en": "\n".join(en[100:200]) + "\n",
+                                                      "commoncrawl.de-en.de": "\n".join(de[100:200]) + "\n"})
+    _tgz(arch / "training-parallel-nc-v9.tgz", {"training/news-commentary-v9.de-en.en": "\n".join(en[200:]) + "\n",
+                                                "training/news-commentary-v9.de-en.de": "\n".join(de[200:]) + "\n"})
+    _tgz(arch / "dev.tgz", {f"dev/newstest2013.{l}": "\n".join(_sample("valid", l, 30)) + "\n" for l in ("en", "de")})
+    _tgz(arch / "test-full.tgz", {"test-full/newstest2014-deen-src.en.sgm": _xml(_sample("test", "en", 40)),
+                                  "test-full/newstest2014-deen-ref.de.sgm": _xml(_sample("test", "de", 40))})
+    _run("scripts/prepare_wmt14.sh", data)
+    assert len((data / "raw" / "train.en").read_text(encoding="utf-8").splitlines()) == 300
+    assert len((data / "prep" / "bpe" / "test.de").read_text(encoding="utf-8").splitlines()) == 40
+    tok = (data / "prep" / "tok" / "train.raw.de").read_text(encoding="utf-8")
+    assert "@-@" in tok and any(c.isupper() for c in tok)  # -a hyphen splitting, true case kept
+    assert (data / "bin" / "train.en-de.en.bin").exists()
