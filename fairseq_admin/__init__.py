@@ -7,6 +7,9 @@ import os
 
 __version__ = "0.1.0"
 
+#: the folder to pass to fairseq's --user-dir
+USER_DIR = os.path.dirname(os.path.abspath(__file__))
+
 # torch >= 2.6 loads checkpoints with weights_only=True, which fairseq's checkpoints (argparse
 # Namespace, numpy scalars) cannot pass. Loading a checkpoint runs pickle: trust your checkpoints.
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")

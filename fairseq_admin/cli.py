@@ -26,6 +26,30 @@ def cmd_show(args) -> None:
         logger.info(f"wrote {args.plot}")
 
 
+def cmd_output_change(args) -> None:
+    from .diagnostics import METHODS, depth_sweep, format_sweep, plot_sweep
+
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise AdminError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
+    try:
+        depths = [int(d) for d in args.depths.split(",")]
+    except ValueError:
+        raise AdminError(f"--depths {args.depths!r}: give layer counts such as 1,2,4,8")
+    table = depth_sweep(args.data, methods, depths, args.embed_dim, args.ffn_dim, args.heads, args.rel,
+                        args.draws, args.sentences, args.seed)
+    print(format_sweep(table))
+    if args.plot:
+        plot_sweep(table, args.plot, title=f"output change at init (width {args.embed_dim}, rel {args.rel})")
+        logger.info(f"wrote {args.plot}")
+
+
+def cmd_fold(args) -> None:
+    from .fold import fold_checkpoint
+    fold_checkpoint(args.checkpoint, args.output, args.atol)
+
+
 def cmd_import_profile(args) -> None:
     layers = (args.encoder_layers, args.decoder_layers) if args.encoder_layers is not None else None
     profile = read_profile(args.legacy, layers=layers)
@@ -80,6 +104,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--last", type=int, default=10, help="how many epoch checkpoints (default 10)")
     s.add_argument("--output", required=True)
     s.set_defaults(func=lambda a: _average(average, a))
+
+    s = sub.add_parser("output-change", help="Var[F(x,W)-F(x,W+δ)] at init over depths and methods "
+                                             "(the paper's O(N) vs O(log N) figure)")
+    s.add_argument("data", help="binarized data (a batch of its valid split is x)")
+    s.add_argument("--methods", default="postln,preln,admin,admin-logn,deepnorm")
+    s.add_argument("--depths", default="1,2,4,8,12", help="layers per stack")
+    s.add_argument("--embed-dim", type=int, default=64)
+    s.add_argument("--ffn-dim", type=int, default=128)
+    s.add_argument("--heads", type=int, default=4)
+    s.add_argument("--rel", type=float, default=0.01, help="perturbation size relative to each weight's std")
+    s.add_argument("--draws", type=int, default=3)
+    s.add_argument("--sentences", type=int, default=32)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--plot", metavar="PNG")
+    s.set_defaults(func=cmd_output_change)
+
+    s = sub.add_parser("fold", help="fold trained ω into the weights: a plain fairseq transformer checkpoint")
+    s.add_argument("checkpoint")
+    s.add_argument("output")
+    s.add_argument("--atol", type=float, default=0.0,
+                   help="accept first-sublayer ω within this distance of 1 (not exact then)")
+    s.set_defaults(func=cmd_fold)
 
     s = sub.add_parser("score", help="labelled BLEU scores of a fairseq-generate output")
     score.add_arguments(s)

@@ -41,6 +41,9 @@ class AdminTransformerModel(TransformerModel):
                                  "(DeepNet α and β)")
         parser.add_argument("--admin-omega-fixed", action="store_true",
                             help="keep ω at its initial value instead of training it")
+        parser.add_argument("--admin-fix-first-omega", action="store_true",
+                            help="keep ω of the first sublayer of each stack (which scales the embeddings) "
+                                 "at its initial value, so that `fairseq-admin fold` is exact")
 
     @classmethod
     def build_model(cls, args, task):
@@ -52,7 +55,8 @@ class AdminTransformerModel(TransformerModel):
                 "--arch transformer with those flags)")
         model = super().build_model(args, task)
         model.admin_init = args.admin_init
-        initialize_omegas(model, args.admin_init, learnable=not args.admin_omega_fixed)
+        initialize_omegas(model, args.admin_init, learnable=not args.admin_omega_fixed,
+                          fix_first=args.admin_fix_first_omega)
         return model
 
     @classmethod
@@ -87,8 +91,10 @@ class AdminTransformerModel(TransformerModel):
         return super().forward(src_tokens, src_lengths, prev_output_tokens, **kwargs)
 
 
-def initialize_omegas(model: AdminTransformerModel, init: str, learnable: bool = True) -> None:
-    """Fill every ω of the model for the given --admin-init (profile: 1, filled later by the task)."""
+def initialize_omegas(model: AdminTransformerModel, init: str, learnable: bool = True,
+                      fix_first: bool = False) -> None:
+    """Fill every ω of the model for the given --admin-init (profile: 1, filled later by the task).
+    DeepNorm's α is a constant: with ``deepnorm`` ω is never trained."""
     if init not in OMEGA_INITS:
         raise AdminError(f"unknown --admin-init {init!r}: choose one of {', '.join(OMEGA_INITS)}")
     deepnorm = deepnorm_constants(len(model.encoder.layers), len(model.decoder.layers))
@@ -101,15 +107,15 @@ def initialize_omegas(model: AdminTransformerModel, init: str, learnable: bool =
             _scale_deepnorm_weights(getattr(model, stack), deepnorm[f"{stack}_beta"])
         else:
             value = analytic_omega(len(scales), init)
-        for scale in scales:
+        for i, scale in enumerate(scales):
             scale.fill_(value)
-            scale.omega.requires_grad_(learnable)
+            scale.omega.requires_grad_(learnable and init != "deepnorm" and not (fix_first and i == 0))
     model.omega_ready = init != "profile"
     if init != "profile":
         logger.info("Admin ω initialised with --admin-init %s: encoder %.4f, decoder %.4f%s", init,
                     model.residual_scales("encoder")[0].omega[0].item(),
                     model.residual_scales("decoder")[0].omega[0].item(),
-                    "" if learnable else " (fixed)")
+                    "" if learnable and init != "deepnorm" else " (fixed)")
 
 
 def _scale_deepnorm_weights(stack_module, beta: float) -> None:
@@ -128,6 +134,7 @@ def _scale_deepnorm_weights(stack_module, beta: float) -> None:
 def admin_base_architecture(args):
     args.admin_init = getattr(args, "admin_init", None) or "profile"
     args.admin_omega_fixed = getattr(args, "admin_omega_fixed", False)
+    args.admin_fix_first_omega = getattr(args, "admin_fix_first_omega", False)
     base_architecture(args)
 
 
