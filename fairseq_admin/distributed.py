@@ -31,13 +31,16 @@ def run_on_master_and_share(make_profile: Callable[[], Profile]) -> Profile:
     """
     if not _active():
         return make_profile()
-    payload = [None]
+    payload, failure = [None], None
     if dist.get_rank() == 0:
         try:
             payload[0] = {"profile": make_profile().to_dict()}
-        except AdminError as e:
-            payload[0] = {"error": str(e)}  # tell the other ranks instead of leaving them waiting
+        except Exception as e:  # tell the other ranks instead of leaving them waiting
+            failure = e
+            payload[0] = {"error": str(e) if isinstance(e, AdminError) else f"rank 0 failed to profile: {e!r}"}
     dist.broadcast_object_list(payload, src=0)
+    if failure is not None:
+        raise failure
     if "error" in payload[0]:
         raise AdminError(payload[0]["error"])
     return profile_from_dict(payload[0]["profile"], "<broadcast from rank 0>")

@@ -8,6 +8,7 @@ torch.optim.RAdam differs in that early phase: it applies an un-adapted, bias-co
 step (SGD with momentum) instead of skipping, and couples weight decay unless
 decoupled_weight_decay=True.
 """
+import ast
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -94,8 +95,10 @@ class FairseqRAdam(FairseqOptimizer):
     @property
     def optimizer_config(self):
         lr = self.cfg.lr[0] if isinstance(self.cfg.lr, Collection) else self.cfg.lr
-        betas = self.cfg.adam_betas
-        betas = eval(betas) if isinstance(betas, str) else OmegaConf.to_container(betas) \
-            if not isinstance(betas, (tuple, list)) else betas
+        betas = self.cfg.adam_betas  # "(0.9,0.98)" from the command line, or a list from a config
+        if isinstance(betas, str):
+            betas = ast.literal_eval(betas)
+        elif OmegaConf.is_config(betas):
+            betas = OmegaConf.to_container(betas)
         return {"lr": lr, "betas": tuple(betas), "eps": self.cfg.adam_eps,
                 "weight_decay": self.cfg.weight_decay}

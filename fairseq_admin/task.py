@@ -72,7 +72,7 @@ class TranslationAdminTask(TranslationTask):
             raise AdminError(f"--admin-profile/--admin-profile-only need --admin-init profile, "
                              f"not {model.admin_init}")
         if profiling:
-            self.initialize_omegas(model)
+            self.initialize_omegas(model, arch=getattr(cfg, "arch", None) or getattr(cfg, "_name", None))
         if self.cfg.admin_profile_only:
             distributed.barrier()
             logger.info("--admin-profile-only: profile written, exiting before any update")
@@ -89,7 +89,7 @@ class TranslationAdminTask(TranslationTask):
         path = os.path.join(self.cfg.save_dir, restore) if restore == "checkpoint_last.pt" else restore
         return path if os.path.exists(path) else None
 
-    def initialize_omegas(self, model: AdminTransformerModel) -> None:
+    def initialize_omegas(self, model: AdminTransformerModel, arch: Optional[str] = None) -> None:
         if not self.cfg.admin_profile_only:
             checkpoint = self.resuming()
             if checkpoint:
@@ -107,6 +107,7 @@ class TranslationAdminTask(TranslationTask):
                 logger.info(f"Admin ω from {path} ({profile.source}):\n{format_table(profile)}")
                 return
         profile = distributed.run_on_master_and_share(lambda: self.profile_on_first_batch(model))
+        profile.arch = arch
         apply_profile(profile, model)
         path = self.profile_path()
         if distributed.is_master():

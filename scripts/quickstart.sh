@@ -3,7 +3,8 @@
 # (Moses tokenize, lowercase, joint BPE 6k), binarize, profile + train a small Admin model
 # (about 8 minutes of training on 2 CPU cores; uses a GPU when one is visible), generate, score.
 # Rerunning resumes: finished steps are skipped, training continues from checkpoint_last.pt.
-# Environment: WORK (output folder, default work/quickstart), MINUTES (training budget, default 8).
+# Environment: WORK (output folder, default work/quickstart), MINUTES (training budget, default 8),
+# SAMPLE_LINES (use only the first N lines of each split: smoke runs).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -15,17 +16,14 @@ export PYTHONUNBUFFERED=1
 mkdir -p "$WORK"
 log() { echo "$(date '+%F %T') | INFO | quickstart | $*"; }
 
-log "1/5 prepare: tokenize + BPE data/de-en-libreoffice-sample -> $WORK/prep"
-fairseq-admin prepare data/de-en-libreoffice-sample "$WORK/prep" -s de -t en --bpe-merges 6000 \
-  --lowercase --max-ratio 9
-
-if [ ! -f "$WORK/bin/.done" ]; then
-  log "2/5 binarize -> $WORK/bin"
-  rm -rf "$WORK/bin.tmp"
-  fairseq-preprocess -s de -t en --trainpref "$WORK/prep/bpe/train" --validpref "$WORK/prep/bpe/valid" \
-    --testpref "$WORK/prep/bpe/test" --destdir "$WORK/bin.tmp" --joined-dictionary --workers 2
-  rm -rf "$WORK/bin" && mv "$WORK/bin.tmp" "$WORK/bin" && touch "$WORK/bin/.done"
+src=data/de-en-libreoffice-sample
+if [ -n "${SAMPLE_LINES:-}" ]; then  # smoke runs (the tests): the first N lines of each split
+  mkdir -p "$WORK/sample"
+  for f in "$src"/{train,valid,test}.{de,en}; do head -n "$SAMPLE_LINES" "$f" > "$WORK/sample/$(basename "$f")"; done
+  src="$WORK/sample"
 fi
+log "1-2/5 prepare (tokenize, lowercase, BPE) and binarize $src -> $WORK/prep, $WORK/bin"
+bash scripts/prepare_custom.sh "$src" "$WORK" de en 6000 --lowercase --max-ratio 9
 
 device=(--cpu)
 if python -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then device=(--fp16); fi
@@ -42,22 +40,20 @@ fairseq-train "$WORK/bin" --user-dir "$ROOT/fairseq_admin" --task translation_ad
 
 log "4/5 generate the test split (beam 5) with checkpoint_best.pt"
 fairseq-generate "$WORK/bin" --user-dir "$ROOT/fairseq_admin" --path "$WORK/checkpoints/checkpoint_best.pt" \
-  --beam 5 --batch-size 128 --max-len-a 1.2 --max-len-b 10 --remove-bpe --num-workers 0 "${device[@]}" \
+  --beam 5 --batch-size 128 --max-len-a 1.2 --max-len-b 10 --remove-bpe --num-workers 0 "${device[@]}" ${GEN_EXTRA:-} \
   > "$WORK/generate.out.tmp" 2> "$WORK/generate.log"
 mv "$WORK/generate.out.tmp" "$WORK/generate.out"
 
 log "5/5 score"
-bleu=$(grep -o "BLEU4 = [0-9.]*" "$WORK/generate.out" | tail -1)
 grep ^H- "$WORK/generate.out" | sort -t- -k2 -n | cut -f3 > "$WORK/hyp.txt"
 grep ^T- "$WORK/generate.out" | sort -t- -k2 -n | cut -f2 > "$WORK/ref.txt"
-sacre=$(sacrebleu "$WORK/ref.txt" -i "$WORK/hyp.txt" -b -w 2 --tokenize none)
+scores=$(fairseq-admin score "$WORK/generate.out" --raw-ref "$src/test.en" --lowercase 2>/dev/null)
 echo
 echo "== Admin profile (omega per sublayer) =="
 fairseq-admin show "$WORK/checkpoints/admin_profile.json" 2>/dev/null
 echo
-echo "== Result on the test split ($(wc -l < "$WORK/hyp.txt") segments, lowercased, tokenized) =="
-echo "tokenized BLEU (fairseq-generate --remove-bpe): ${bleu#BLEU4 = }"
-echo "sacreBLEU on the same tokenized text (--tokenize none): $sacre"
+echo "== Result on the test split ($(wc -l < "$WORK/hyp.txt") segments) =="
+echo "$scores"
 echo
 echo "checkpoints:  $WORK/checkpoints/checkpoint_best.pt (checkpoint_last.pt to resume)"
 echo "profile:      $WORK/checkpoints/admin_profile.json (fairseq-admin show ... --plot omega.png)"

@@ -46,6 +46,7 @@ def test_train_profiles_first_and_logs_the_table(trained):
     assert log.index("Admin profile (") < log.index("begin training epoch 1")
     profile = json.load(open(os.path.join(save, "admin_profile.json")))
     assert profile["encoder"]["layers"] == 2 and profile["seed"] == 7 and profile["tokens"] > 0
+    assert profile["arch"] == "admin_transformer" and profile["encoder"]["embed_dim"] == 32
     # ω is in the checkpoint, trained from the profiled values (learnable: close, not equal)
     ck = _omegas(os.path.join(save, "checkpoint_last.pt"))
     assert len(ck) == 4 + 6

@@ -142,10 +142,12 @@ def _run(*cmd):
     return proc.stdout + proc.stderr
 
 
-def test_iwslt14_recipe_end_to_end_offline(tmp_path):
+def test_iwslt14_recipe_end_to_end_offline(tmp_path, monkeypatch):
     data = tmp_path / "iwslt"
     _iwslt_archive(data / "archives")
-    log = _run("scripts/prepare_recipe.sh", IWSLT, data)
+    # the whole driver: prepare, then profile/train/average/generate/score (Admin only, tiny, CPU)
+    monkeypatch.setenv("VARIANTS", "admin-6-6")
+    log = _run("scripts/run_iwslt14.sh", data, "--cpu", "--extra", TINY_EXTRA, "--gen-extra", GEN_EXTRA)
     assert (data / "bin" / ".done").exists() and (data / "archives" / "de-en.tgz.sha256").exists()
     test_en = (data / "raw" / "test.en").read_text(encoding="utf-8").splitlines()
     assert len(test_en) == 50 and test_en[0] == _sample("test", "en", 1)[0].strip()
@@ -153,8 +155,6 @@ def test_iwslt14_recipe_end_to_end_offline(tmp_path):
     valid = (data / "prep" / "tok" / "valid.clean.de").read_text(encoding="utf-8").splitlines()
     assert abs(len(valid) - (len(train) + len(valid)) / 23) <= 1  # every 23rd line
     assert all(l == l.lower() for l in train) and not any("<url>" in l or "<title>" in l for l in train)
-    log = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, "--cpu", "--extra", TINY_EXTRA,
-                 "--gen-extra", GEN_EXTRA)
     run = data / "runs" / "admin-6-6"
     assert (run / "admin_profile.json").exists() and "--admin-profile-only" in log
     assert "tokenized BLEU (fairseq-generate --remove-bpe): BLEU4 = " in log
