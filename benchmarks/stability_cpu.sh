@@ -2,7 +2,8 @@
 # Stability at depth on the bundled real corpus, CPU: narrow but deep models (default 18-18 at width
 # 128) trained for a fixed number of updates with a short warmup and a high peak lr, the setting in
 # which stock deep Post-LN stalls on this corpus: Post-LN vs Pre-LN vs Admin vs DeepNorm.
-# Usage: bash benchmarks/stability_cpu.sh [--quick]    (LAYERS, UPDATES, SEEDS, OUT to override)
+# Usage: bash benchmarks/stability_cpu.sh [--quick]    (LAYERS, UPDATES, SEEDS, OUT, BIN to override;
+#   BIN: binarized data, default work/bench/bin, made from the bundled sample when missing)
 # --quick: 2-2 layers, 6 updates (what the tests run); the full mode fills RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,16 +12,18 @@ set -euo pipefail
 layers=${LAYERS:-18} updates=${UPDATES:-150} seeds=${SEEDS:-1} valid_every=50
 if [ "${1:-}" = --quick ]; then layers=2 updates=6 valid_every=3; fi
 out=${OUT:-work/bench/stability-${layers}x${layers}}
-data=work/bench
-[ -f "$data/bin/.done" ] || bash scripts/prepare_custom.sh data/de-en-libreoffice-sample "$data" de en 6000 --lowercase --max-ratio 9
+bin=${BIN:-work/bench/bin}
+if [ -z "${BIN:-}" ] && [ ! -f "$bin/.done" ]; then
+  bash scripts/prepare_custom.sh data/de-en-libreoffice-sample work/bench de en 6000 --lowercase --max-ratio 9
+fi
 mkdir -p "$out"
-common=("$data/bin" --user-dir fairseq_admin --encoder-layers "$layers" --decoder-layers "$layers"
+common=("$bin" --user-dir fairseq_admin --encoder-layers "$layers" --decoder-layers "$layers"
   --encoder-embed-dim 128 --decoder-embed-dim 128 --encoder-ffn-embed-dim 512 --decoder-ffn-embed-dim 512
   --encoder-attention-heads 4 --decoder-attention-heads 4 --share-all-embeddings
   --optimizer adam --adam-betas "(0.9,0.98)" --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 100
   --warmup-init-lr 1e-7 --criterion label_smoothed_cross_entropy --label-smoothing 0.1 --dropout 0.1
   --max-tokens 2048 --max-update "$updates" --validate-interval-updates "$valid_every" --validate-interval 1000
-  --no-save --cpu --log-format simple --log-interval 25 --num-workers 0)
+  --no-save --cpu --log-format simple --log-interval "$(( updates < 50 ? 2 : 25 ))" --num-workers 0)
 declare -A method=(
   [postln]="--task translation --arch transformer"
   [preln]="--task translation --arch transformer --encoder-normalize-before --decoder-normalize-before"

@@ -10,7 +10,8 @@ out=$(mktemp -d)
 common=("$data" --user-dir fairseq_admin --encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 128
   --decoder-embed-dim 128 --encoder-ffn-embed-dim 512 --decoder-ffn-embed-dim 512 --encoder-attention-heads 4
   --decoder-attention-heads 4 --share-all-embeddings --optimizer adam --lr 1e-3 --max-tokens 4096
-  --max-update "$updates" --disable-validation --no-save --cpu --seed 1 --log-format simple --log-interval 25
+  --max-update "$updates" --disable-validation --no-save --cpu --seed 1 --log-format simple
+  --log-interval "$(( updates < 50 ? 2 : 25 ))"
   --num-workers 0)
 fairseq-train "${common[@]}" --task translation --arch transformer > "$out/stock.log" 2>&1
 fairseq-train "${common[@]}" --task translation_admin --arch admin_transformer --save-dir "$out" > "$out/admin.log" 2>&1
