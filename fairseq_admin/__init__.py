@@ -14,7 +14,7 @@ USER_DIR = os.path.dirname(os.path.abspath(__file__))
 # Namespace, numpy scalars) cannot pass. Loading a checkpoint runs pickle: trust your checkpoints.
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
-from .errors import AdminError, install_excepthook  # noqa: E402
+from .errors import AdminError, install_excepthook  # noqa: E402,F401  (AdminError: public)
 
 install_excepthook()
 

@@ -6,7 +6,7 @@ an interruption resumes where it stopped.
 import argparse
 import logging
 import os
-from typing import Iterable, List, Optional
+from typing import Iterable, List
 
 from .errors import AdminError
 from .files import atomic_write

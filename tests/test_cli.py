@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from conftest import USER_DIR, run_cli, train_args
+from fairseq_admin.profile_file import write_profile
+from test_profile_file import make_profile
 
 
 def _omegas(checkpoint):
@@ -128,10 +130,8 @@ def test_errors_are_one_clear_line(bin_data, tmp_path):
     for extra, message in cases:
         proc = run_cli("fairseq_cli.train", *train_args(bin_data, tmp_path / "ck", *extra), check=False)
         assert message in _error_line(proc)
-    wide = tmp_path / "wide.json"
-    run_cli("fairseq_cli.train", *train_args(bin_data, tmp_path / "w", "--admin-profile-only",
-                                             "--admin-profile", wide, "--encoder-embed-dim", "48",
-                                             "--decoder-embed-dim", "48"))
+    wide = tmp_path / "wide.json"  # a valid profile of a 2-2 model of width 48
+    write_profile(make_profile(dim=48), str(wide))
     proc = run_cli("fairseq_cli.train", *train_args(bin_data, tmp_path / "ck", "--admin-profile", wide), check=False)
     assert re.search(r"made for encoder 2 layers x 48 dims.*this model has encoder 2 layers x 32", _error_line(proc))
     no_train = tmp_path / "no_train"
@@ -143,3 +143,13 @@ def test_errors_are_one_clear_line(bin_data, tmp_path):
                    check=False)
     assert "profiling needs training data" in _error_line(proc)
     assert not (tmp_path / "ck2" / "admin_profile.json").exists()
+
+
+def test_show_cli_table_and_plot(trained, tmp_path):
+    save, _ = trained
+    proc = run_cli("fairseq_admin.cli", "show", os.path.join(save, "admin_profile.json"), "--plot", tmp_path / "p.png")
+    rows = [l for l in proc.stdout.splitlines() if l.startswith(("encoder", "decoder"))]
+    assert len(rows) == 4 + 6
+    beta2 = [float(r.split()[-1]) for r in rows]
+    assert all(0 < b < 1 for b in beta2)
+    assert os.path.getsize(tmp_path / "p.png") > 1000
