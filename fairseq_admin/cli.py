@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder-embed-dim", type=int, help="record the model width (checked on use)")
     s.add_argument("--decoder-embed-dim", type=int)
     s.set_defaults(func=cmd_import_profile)
-    from . import average, datasets, prepare, recipe, score
+    from . import datasets, prepare, recipe, score
     s = sub.add_parser("download", help="fetch (or find) and unpack IWSLT14 / WMT14 into raw text")
     datasets.add_arguments(s)
     s.set_defaults(func=datasets.run)
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint_dir")
     s.add_argument("--last", type=int, default=10, help="how many epoch checkpoints (default 10)")
     s.add_argument("--output", required=True)
-    s.set_defaults(func=lambda a: _average(average, a))
+    s.set_defaults(func=cmd_average)
 
     s = sub.add_parser("output-change", help="Var[F(x,W)-F(x,W+δ)] at init over depths and methods "
                                              "(the paper's O(N) vs O(log N) figure)")
@@ -133,9 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _average(average, args) -> None:
-    paths = average.last_epoch_checkpoints(args.checkpoint_dir, args.last)
-    average.average_checkpoints(paths, args.output)
+def cmd_average(args) -> None:
+    from .average import average_checkpoints, last_epoch_checkpoints
+
+    paths = last_epoch_checkpoints(args.checkpoint_dir, args.last)
+    average_checkpoints(paths, args.output)
     logger.info(f"averaged {len(paths)} checkpoints ({', '.join(os.path.basename(p) for p in paths)}) "
                 f"into {args.output}")
 

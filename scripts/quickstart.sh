@@ -46,7 +46,6 @@ mv "$WORK/generate.out.tmp" "$WORK/generate.out"
 
 log "5/5 score"
 grep ^H- "$WORK/generate.out" | sort -t- -k2 -n | cut -f3 > "$WORK/hyp.txt"
-grep ^T- "$WORK/generate.out" | sort -t- -k2 -n | cut -f2 > "$WORK/ref.txt"
 scores=$(fairseq-admin score "$WORK/generate.out" --raw-ref "$src/test.en" --lowercase 2>/dev/null)
 echo
 echo "== Admin profile (omega per sublayer) =="
