@@ -16,7 +16,7 @@ import urllib.request
 from typing import Dict, List, Optional, Tuple
 
 from .errors import AdminError
-from .files import atomic_write
+from .files import atomic_write, atomic_write_lines, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +55,15 @@ def fetch(name: str, url: str, folder: str, pinned: Optional[str] = None) -> str
             raise AdminError(f"cannot download {url} ({getattr(e, 'reason', e)}): download it by hand "
                              f"and place it at {path}, then rerun")
     digest, record = sha256(path), path + ".sha256"
-    expected = pinned or (open(record).read().split()[0] if os.path.exists(record) else None)
+    expected = pinned
+    if not expected and os.path.exists(record):
+        with open(record) as f:
+            expected = f.read().split()[0]
     if expected and digest != expected:
         raise AdminError(f"{path}: SHA-256 {digest} does not match the expected {expected}; delete it "
                          "and download again")
     if not expected:
-        atomic_write(record, lambda tmp: open(tmp, "w").write(f"{digest}  {name}\n"))
+        atomic_write_text(record, f"{digest}  {name}\n")
         logger.info(f"{name}: no pinned checksum; recorded {digest} in {record} for later runs")
     return path
 
@@ -97,10 +100,6 @@ def sgm_lines(lines: List[str]) -> List[str]:
     return [m.group(1).replace("\u2019", "'") for line in lines for m in [_SEG.search(line)] if m]
 
 
-def write_lines(path: str, lines: List[str]) -> None:
-    atomic_write(path, lambda tmp: open(tmp, "w", encoding="utf-8").write("".join(l + "\n" for l in lines)))
-
-
 def extract_iwslt14(archive: str, raw: str, src="de", tgt="en") -> None:
     """raw/{train,test}.{de,en} as fairseq's prepare-iwslt14.sh reads them; test is dev2010 +
     tst2010-2012 + TEDX dev2012. The valid split (every 23rd line of the cleaned training data) is
@@ -115,8 +114,8 @@ def extract_iwslt14(archive: str, raw: str, src="de", tgt="en") -> None:
              "IWSLT14.TEDX.dev2012"]
     for l in (src, tgt):
         test = [seg for t in tests for seg in sgm_lines(read_member(archive, rf"{re.escape(t)}\.{pair}\.{l}\.xml$"))]
-        write_lines(os.path.join(raw, f"test.{l}"), test)
-        write_lines(os.path.join(raw, f"train.{l}"), train[l])
+        atomic_write_lines(os.path.join(raw, f"test.{l}"), test)
+        atomic_write_lines(os.path.join(raw, f"train.{l}"), train[l])
 
 
 def extract_wmt14(archives: Dict[str, str], raw: str, src="en", tgt="de") -> None:
@@ -131,10 +130,10 @@ def extract_wmt14(archives: Dict[str, str], raw: str, src="en", tgt="de") -> Non
     ]
     for l in (src, tgt):
         train = [x for name, pat in corpora for x in read_member(archives[name], pat.format(l))]
-        write_lines(os.path.join(raw, f"train.{l}"), train)
-        write_lines(os.path.join(raw, f"valid.{l}"), read_member(archives["dev.tgz"], rf"newstest2013\.{l}$"))
+        atomic_write_lines(os.path.join(raw, f"train.{l}"), train)
+        atomic_write_lines(os.path.join(raw, f"valid.{l}"), read_member(archives["dev.tgz"], rf"newstest2013\.{l}$"))
         side = "src" if l == src else "ref"
-        write_lines(os.path.join(raw, f"test.{l}"),
+        atomic_write_lines(os.path.join(raw, f"test.{l}"),
                     sgm_lines(read_member(archives["test-full.tgz"], rf"newstest2014-deen-{side}\.{l}\.sgm$")))
     counts = {l: sum(1 for _ in open(os.path.join(raw, f"train.{l}"), encoding="utf-8")) for l in (src, tgt)}
     if counts[src] != counts[tgt]:

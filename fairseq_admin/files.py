@@ -1,7 +1,7 @@
 """Atomic file writes: a reader (or an interrupted run) sees the old file or the whole new one."""
 import os
 import tempfile
-from typing import Callable
+from typing import Callable, Iterable
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -28,4 +28,13 @@ def atomic_write_text(path: str, text: str) -> None:
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+    atomic_write(path, write)
+
+
+def atomic_write_lines(path: str, lines: Iterable[str]) -> None:
+    """Write one line per item (streamed, so large corpora need not fit in memory), atomically."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line.rstrip("\n") + "\n")
     atomic_write(path, write)

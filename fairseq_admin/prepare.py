@@ -6,22 +6,14 @@ an interruption resumes where it stopped.
 import argparse
 import logging
 import os
-from typing import Iterable, List
+from typing import List
 
 from .errors import AdminError
-from .files import atomic_write
+from .files import atomic_write, atomic_write_lines as _write_lines
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
-
-
-def _write_lines(path: str, lines: Iterable[str]) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line.rstrip("\n") + "\n")
-    atomic_write(path, write)
 
 
 def _read_lines(path: str) -> List[str]:
