@@ -18,4 +18,4 @@ from .errors import AdminError, install_excepthook  # noqa: E402,F401  (AdminErr
 
 install_excepthook()
 
-from . import model, radam, task  # noqa: E402,F401  (registration on import)
+from . import baselines, model, radam, task  # noqa: E402,F401  (registration on import)

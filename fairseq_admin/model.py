@@ -21,6 +21,7 @@ from .errors import AdminError
 from .layers import AdminDecoderLayer, AdminEncoderLayer, AdminTransformerDecoder, AdminTransformerEncoder
 from .omega import OMEGA_INITS, analytic_omega, deepnorm_constants
 from .residual import ResidualScale
+from .weight_init import DEFAULT_WEIGHT_INIT, add_weight_init_arg, apply_deepnorm_init, initialize_weights
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class AdminTransformerModel(TransformerModel):
         parser.add_argument("--admin-fix-first-omega", action="store_true",
                             help="keep ω of the first sublayer of each stack (which scales the embeddings) "
                                  "at its initial value, so that `fairseq-admin fold` is exact")
+        add_weight_init_arg(parser)
 
     @classmethod
     def build_model(cls, args, task):
@@ -55,8 +57,9 @@ class AdminTransformerModel(TransformerModel):
                 "--arch transformer with those flags)")
         model = super().build_model(args, task)
         model.admin_init = args.admin_init
+        initialize_weights(model, args.weight_init)
         initialize_omegas(model, args.admin_init, learnable=not args.admin_omega_fixed,
-                          fix_first=args.admin_fix_first_omega)
+                          fix_first=args.admin_fix_first_omega, weight_init=args.weight_init)
         return model
 
     @classmethod
@@ -92,9 +95,10 @@ class AdminTransformerModel(TransformerModel):
 
 
 def initialize_omegas(model: AdminTransformerModel, init: str, learnable: bool = True,
-                      fix_first: bool = False) -> None:
+                      fix_first: bool = False, weight_init: str = DEFAULT_WEIGHT_INIT) -> None:
     """Fill every ω of the model for the given --admin-init (profile: 1, filled later by the task).
-    DeepNorm's α is a constant: with ``deepnorm`` ω is never trained."""
+    DeepNorm's α is a constant: with ``deepnorm`` ω is never trained, and the stack's weights get
+    DeepNet's β initialisation (exact with the reference --weight-init)."""
     if init not in OMEGA_INITS:
         raise AdminError(f"unknown --admin-init {init!r}: choose one of {', '.join(OMEGA_INITS)}")
     deepnorm = deepnorm_constants(len(model.encoder.layers), len(model.decoder.layers))
@@ -104,7 +108,7 @@ def initialize_omegas(model: AdminTransformerModel, init: str, learnable: bool =
             value = 1.0
         elif init == "deepnorm":
             value = deepnorm[f"{stack}_alpha"]
-            _scale_deepnorm_weights(getattr(model, stack), deepnorm[f"{stack}_beta"])
+            apply_deepnorm_init(getattr(model, stack), deepnorm[f"{stack}_beta"], weight_init)
         else:
             value = analytic_omega(len(scales), init)
         for i, scale in enumerate(scales):
@@ -118,16 +122,6 @@ def initialize_omegas(model: AdminTransformerModel, init: str, learnable: bool =
                     "" if learnable and init != "deepnorm" else " (fixed)")
 
 
-def _scale_deepnorm_weights(stack_module, beta: float) -> None:
-    # DeepNet: FFN, value and output projections start β times smaller; queries and keys keep gain 1
-    for layer in stack_module.layers:
-        linears = [layer.fc1, layer.fc2, layer.self_attn.v_proj, layer.self_attn.out_proj]
-        if getattr(layer, "encoder_attn", None) is not None:
-            linears += [layer.encoder_attn.v_proj, layer.encoder_attn.out_proj]
-        for linear in linears:
-            linear.weight.data.mul_(beta)
-
-
 # --- architectures: fairseq's own defaults, Post-LN, ω initialised by --admin-init ---------------
 
 @register_model_architecture("admin_transformer", "admin_transformer")
@@ -135,6 +129,7 @@ def admin_base_architecture(args):
     args.admin_init = getattr(args, "admin_init", None) or "profile"
     args.admin_omega_fixed = getattr(args, "admin_omega_fixed", False)
     args.admin_fix_first_omega = getattr(args, "admin_fix_first_omega", False)
+    args.weight_init = getattr(args, "weight_init", None) or DEFAULT_WEIGHT_INIT
     base_architecture(args)
 
 

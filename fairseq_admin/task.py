@@ -8,10 +8,11 @@ before the trainer builds its optimizer, so fp16 master weights start from the p
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fairseq import utils
+from fairseq import metrics, utils
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
@@ -43,6 +44,9 @@ class TranslationAdminConfig(TranslationConfig):
         "help": "profile the fresh model, write the profile and exit (status 0) before any update"})
     admin_profile_skip_padding: bool = field(default=False, metadata={
         "help": "measure profiling variances over real tokens only (the reference includes padding)"})
+    admin_log_omega: int = field(default=0, metadata={
+        "help": "every N updates, log the mean/min/max of ω per stack (omega_enc_mean, ... in fairseq's "
+                "train log and tensorboard); 0: never"})
     # read from the rest of fairseq's configuration, to pick the same first batch as the trainer
     seed: int = II("common.seed")
     cpu: bool = II("common.cpu")
@@ -79,6 +83,13 @@ class TranslationAdminTask(TranslationTask):
             sys.exit(0)
         return model
 
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        every = self.cfg.admin_log_omega
+        if every and update_num % every == 0:
+            log_omega_stats(model)
+        return out
+
     # --- profiling -----------------------------------------------------------------------------
     def profile_path(self) -> str:
         return self.cfg.admin_profile or os.path.join(self.cfg.save_dir, DEFAULT_PROFILE_NAME)
@@ -106,7 +117,9 @@ class TranslationAdminTask(TranslationTask):
                 apply_profile(profile, model)
                 logger.info(f"Admin ω from {path} ({profile.source}):\n{format_table(profile)}")
                 return
+        start = time.perf_counter()
         profile = distributed.run_on_master_and_share(lambda: self.profile_on_first_batch(model))
+        seconds = time.perf_counter() - start
         profile.arch = arch
         apply_profile(profile, model)
         path = self.profile_path()
@@ -114,7 +127,7 @@ class TranslationAdminTask(TranslationTask):
             write_profile(profile, path)
             self.profile_written = True
         logger.info(f"Admin profile ({profile.tokens} tokens, {profile.sentences} sentences, seed "
-                    f"{profile.seed}) written to {path}:\n{format_table(profile)}")
+                    f"{profile.seed}, {seconds:.2f} s including loading the batch) written to {path}:\n{format_table(profile)}")
 
     def first_training_batch(self, model):
         """The batch that fairseq's trainer will hand rank 0 first (same iterator settings)."""
@@ -161,3 +174,18 @@ class TranslationAdminTask(TranslationTask):
                                  skip_padding=self.cfg.admin_profile_skip_padding)
         finally:
             model.to(device)
+
+
+def log_omega_stats(model) -> None:
+    """Log mean/min/max of ω per stack into fairseq's metrics (train log lines, tensorboard)."""
+    while hasattr(model, "module") and not isinstance(model, AdminTransformerModel):
+        model = model.module  # distributed wrappers
+    if not isinstance(model, AdminTransformerModel):
+        return
+    import torch
+
+    with torch.no_grad():
+        for stack, short in (("encoder", "enc"), ("decoder", "dec")):
+            omega = torch.cat([s.omega.detach().float().flatten() for s in model.residual_scales(stack)])
+            for stat, value in (("mean", omega.mean()), ("min", omega.min()), ("max", omega.max())):
+                metrics.log_scalar(f"omega_{short}_{stat}", value.item(), weight=0, round=3)

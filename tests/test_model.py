@@ -20,9 +20,13 @@ def _forward(model, sample, train, seed=0):
         return model(**sample["net_input"])[0]
 
 
-def test_ones_reproduces_fairseq_transformer(bin_data):
-    _, task, stock = build(bin_data, task="translation", arch="transformer")
-    _, _, admin = build(bin_data, "--admin-init", "ones", task="translation")
+@pytest.mark.parametrize("baseline,weight_init", [("transformer", "fairseq"),
+                                                  ("refinit_transformer", "reference")])
+def test_ones_reproduces_post_ln_transformer(bin_data, baseline, weight_init):
+    # Admin with ω = 1 is the Post-LN baseline of the same initialisation: fairseq's own transformer
+    # (--weight-init fairseq), or the plugin's reference-initialised one (the default)
+    _, task, stock = build(bin_data, task="translation", arch=baseline)
+    _, _, admin = build(bin_data, "--admin-init", "ones", "--weight-init", weight_init, task="translation")
     stock_state, admin_state = stock.state_dict(), admin.state_dict()
     extra = set(admin_state) - set(stock_state)
     assert extra and all(k.endswith("_omega.omega") for k in extra)
@@ -52,8 +56,9 @@ def test_analytic_and_deepnorm_initialisation(bin_data):
     assert torch.allclose(dec[-1].omega, torch.full((32,), analytic_omega(6, "logn")))
     assert not any(s.omega.requires_grad for s in enc + dec)
 
-    _, _, ones = build(bin_data, "--admin-init", "ones")
-    _, _, deep = build(bin_data, "--admin-init", "deepnorm")
+    # --weight-init fairseq: β multiplies fairseq 0.12's own weights (the reference init: test_weight_init)
+    _, _, ones = build(bin_data, "--admin-init", "ones", "--weight-init", "fairseq")
+    _, _, deep = build(bin_data, "--admin-init", "deepnorm", "--weight-init", "fairseq")
     c = deepnorm_constants(2, 2)
     assert deep.residual_scales("decoder")[0].omega[0].item() == pytest.approx(c["decoder_alpha"])
     assert ones.residual_scales("decoder")[0].omega.requires_grad

@@ -1,0 +1,257 @@
+"""The evidence study: deep and shallow Post-LN, Pre-LN, Admin (profiled, logn), DeepNorm, on real data.
+
+    python benchmarks/study.py [--bin DIR] [--out DIR] [--jobs 2] [--only REGEX] [--quick]
+    (or: bash benchmarks/study.sh ...; it sets up .venv and the default data first)
+
+Every run is fairseq-train with the same schedule (RAdam, inverse-sqrt warmup, label smoothing), then
+fairseq-generate on the test split. A run is finished when its log says "done training" and its BLEU
+file exists; a finished run is skipped on rerun only if its command is unchanged (the command is stored
+next to its log), an interrupted one resumes from its checkpoint_last.pt. Runs are done in the
+order of RUNS (most informative first), ``--jobs`` at a time, one thread each. At the end (and with
+``--summary`` alone) the table and the valid-loss plots are written from whatever logs exist.
+"""
+import argparse
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from parse_logs import parse  # noqa: E402
+
+# the schedule: the recipes' optimizer (RAdam, betas 0.9/0.98, inverse-sqrt from 1e-7), scaled to the
+# 27.5k-pair corpus: peak lr 1e-3 after 400 updates, 2048 tokens per batch, dropout 0.1
+SCHEDULE = ["--optimizer", "radam", "--adam-betas", "(0.9,0.98)", "--clip-norm", "0", "--lr", "1e-3",
+            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "400", "--warmup-init-lr", "1e-7",
+            "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--dropout", "0.1",
+            "--attention-dropout", "0.1", "--activation-dropout", "0.1", "--max-tokens", "2048"]
+WIDTH = ["--encoder-embed-dim", "128", "--decoder-embed-dim", "128", "--encoder-ffn-embed-dim", "512",
+         "--decoder-ffn-embed-dim", "512", "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
+         "--share-all-embeddings"]
+QUICK_WIDTH = ["--encoder-embed-dim", "32", "--decoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+               "--decoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+               "--share-all-embeddings"]
+PRE_LN = ["--encoder-normalize-before", "--decoder-normalize-before"]
+
+#: method -> model flags; all with the reference initialisation unless named "(fairseq init)"
+METHODS = {
+    "postln": ["--arch", "refinit_transformer"],
+    "preln": ["--arch", "refinit_transformer", *PRE_LN],
+    "admin": ["--arch", "admin_transformer"],
+    "admin-logn": ["--arch", "admin_transformer", "--admin-init", "logn"],
+    "deepnorm": ["--arch", "admin_transformer", "--admin-init", "deepnorm"],
+    "admin-f12init": ["--arch", "admin_transformer", "--weight-init", "fairseq"],
+    "postln-f12init": ["--arch", "refinit_transformer", "--weight-init", "fairseq"],
+}
+LABELS = {
+    "postln": "Post-LN", "preln": "Pre-LN", "admin": "Admin (profiled)", "admin-logn": "Admin (logn)",
+    "deepnorm": "DeepNorm", "admin-f12init": "Admin, fairseq 0.12 init", "postln-f12init": "Post-LN, fairseq 0.12 init",
+}
+
+#: (layers per stack, method, seed) in the order they run: the deep comparison first, two seeds
+RUNS = [(18, m, 1) for m in ("postln", "admin", "preln")] + [(18, m, 2) for m in ("postln", "admin", "preln")] \
+    + [(18, m, 1) for m in ("admin-logn", "deepnorm", "admin-f12init", "postln-f12init")] \
+    + [(6, m, 1) for m in ("postln", "preln", "admin", "admin-logn", "deepnorm")]
+QUICK_RUNS = [(2, m, 1) for m in ("postln", "preln", "admin", "deepnorm")]
+
+
+def run_name(layers, method, seed):
+    return f"{layers}x{layers}-{method}-seed{seed}"
+
+
+def train_command(bin_dir, out, layers, method, seed, updates, quick):
+    save = os.path.join(out, "checkpoints", run_name(layers, method, seed))
+    valid_every = 3 if quick else 100
+    return ["fairseq-train", bin_dir, "--user-dir", os.path.join(ROOT, "fairseq_admin"), "--task", "translation_admin",
+            *METHODS[method], "--encoder-layers", str(layers), "--decoder-layers", str(layers),
+            *(QUICK_WIDTH if quick else WIDTH), *SCHEDULE, "--seed", str(seed), "--max-update", str(updates),
+            "--validate-interval-updates", str(valid_every), "--validate-interval", "1000",
+            "--save-interval-updates", str(valid_every), "--keep-interval-updates", "1", "--no-epoch-checkpoints",
+            "--save-dir", save, "--admin-log-omega", "2" if quick else "50", "--log-format", "simple",
+            "--log-interval", "2" if quick else "50", "--num-workers", "0", "--cpu"]
+
+
+def generate_command(bin_dir, out, layers, method, seed, quick):
+    ckpt = os.path.join(out, "checkpoints", run_name(layers, method, seed), "checkpoint_last.pt")
+    return ["fairseq-generate", bin_dir, "--user-dir", os.path.join(ROOT, "fairseq_admin"), "--path", ckpt,
+            "--gen-subset", "test", "--beam", "5", "--lenpen", "1", "--batch-size", "128", "--remove-bpe",
+            "--max-len-a", "1.2", "--max-len-b", "10", "--cpu", "--quiet"]
+
+
+def _run_logged(cmd, log, append):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    with open(log, "a" if append else "w") as f:
+        f.write(f"# {shlex.join(cmd)}\n")
+        f.flush()
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomic(path, text):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def do_run(args, layers, method, seed):
+    """Train (or resume) and decode one run; skip it when finished with the same commands."""
+    name = run_name(layers, method, seed)
+    log, bleu, stamp = (os.path.join(args.out, f"{name}.{ext}") for ext in ("log", "bleu.txt", "cmd"))
+    train = train_command(args.bin, args.out, layers, method, seed, args.updates, args.quick)
+    gen = generate_command(args.bin, args.out, layers, method, seed, args.quick)
+    commands = f"{shlex.join(train)}\n{shlex.join(gen)}\n"
+    finished = "done training" in (_read(log) or "") and "BLEU" in (_read(bleu) or "")
+    if _read(stamp) == commands and finished:
+        return f"{name}: finished earlier, skipped"
+    same = _read(stamp) == commands
+    if not same:  # other settings: start from scratch, never mix two configurations in one run
+        subprocess.run(["rm", "-rf", os.path.join(args.out, "checkpoints", name), log, bleu])
+        _write_atomic(stamp, commands)
+    start = time.time()
+    if "done training" not in (_read(log) or ""):
+        rc = _run_logged(train, log, append=same)
+        if rc != 0 or "done training" not in (_read(log) or ""):
+            return f"{name}: training FAILED (exit {rc}), see {log}"
+    tmp = f"{bleu}.part"
+    rc = _run_logged(gen, tmp, append=False)
+    if rc != 0:
+        return f"{name}: generate FAILED (exit {rc}), see {tmp}"
+    os.replace(tmp, bleu)
+    return f"{name}: done in {time.time() - start:.0f} s"
+
+
+def bleu_of(path):
+    m = re.search(r"BLEU4? = ([\d.]+)", _read(path) or "")
+    return float(m.group(1)) if m else None
+
+
+def omega_of(path):
+    """Last logged (omega_enc_mean, min, max, omega_dec_mean, min, max) of a run, or None."""
+    last = None
+    for line in (_read(path) or "").splitlines():
+        m = re.search(r"omega_enc_mean ([\d.]+) \| omega_enc_min ([\d.-]+) \| omega_enc_max ([\d.]+) \| "
+                      r"omega_dec_mean ([\d.]+) \| omega_dec_min ([\d.-]+) \| omega_dec_max ([\d.]+)", line)
+        if m:
+            last = tuple(float(g) for g in m.groups())
+    return last
+
+
+def train_loss_at_end(path):
+    last = None
+    for line in (_read(path) or "").splitlines():
+        m = re.search(r"train_inner \| .*?loss ([\d.]+|nan|inf) \| .*num_updates (\d+)", line)
+        if m:
+            last = float(m.group(1))
+    return last
+
+
+def profile_seconds(path):
+    m = re.search(r"seed \d+, ([\d.]+) s including loading the batch", _read(path) or "")
+    return float(m.group(1)) if m else None
+
+
+def seconds_per_update(path):
+    m = re.findall(r"train_inner .*ups=([\d.]+)", _read(path) or "")
+    ups = [float(x) for x in m[1:]] or [float(x) for x in m]
+    return len(ups) / sum(1 / u for u in ups if u > 0) if ups else None
+
+
+def summarize(args, runs):
+    rows, curves = [], {}
+    for layers, method, seed in runs:
+        name = run_name(layers, method, seed)
+        log = os.path.join(args.out, f"{name}.log")
+        if _read(log) is None:
+            continue
+        r = parse(log)
+        done = "done training" in _read(log)
+        valid = r["valid"]
+        curves.setdefault(layers, {})[(method, seed)] = valid
+        last = valid[-1] if valid else (0, float("nan"))
+        best = min((v for _, v in valid), default=float("nan"))
+        om = omega_of(log)
+        ups = seconds_per_update(log)
+        prof = profile_seconds(log)
+        rows.append(
+            f"| {layers}-{layers} | {LABELS[method]} | {seed} | {last[0]}{'' if done else ' (running)'} "
+            f"| {last[1]:.2f} | {best:.2f} | {train_loss_at_end(log) or float('nan'):.2f} "
+            f"| {bleu_of(os.path.join(args.out, f'{name}.bleu.txt')) if done else '-'} "
+            f"| {'-' if om is None else f'{om[0]:.2f} [{om[1]:.2f}, {om[2]:.2f}] / {om[3]:.2f} [{om[4]:.2f}, {om[5]:.2f}]'} "
+            f"| {'-' if ups is None else f'{1 / ups:.2f}'} | {'-' if prof is None else f'{prof:.2f}'} |")
+    header = ("| depth | method | seed | updates | valid loss (last) | best valid | train loss (last) | test BLEU "
+              "| ω enc mean [min, max] / dec (last logged) | s per update | profiling s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
+    table = header + "\n" + "\n".join(rows) + "\n"
+    _write_atomic(os.path.join(args.out, "summary.md"), table)
+    print(table)
+    plot_curves(args.out, curves)
+    return table
+
+
+def plot_curves(out, curves):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plots")
+        return
+    colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    for layers, runs in curves.items():
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for (method, seed), valid in sorted(runs.items()):
+            if valid:
+                ax.plot(*zip(*valid), color=colors[method], linestyle="-" if seed == 1 else "--",
+                        marker="." if seed == 1 else "x", label=f"{LABELS[method]} (seed {seed})")
+        ax.set_xlabel("update")
+        ax.set_ylabel("valid loss (label-smoothed CE, base 2)")
+        ax.set_title(f"{layers}-{layers}, width 128, RAdam lr 1e-3 warmup 400, bundled De-En sample")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = os.path.join(out, f"valid_loss_{layers}x{layers}.png")
+        fig.savefig(f"{path}.tmp.png", dpi=110)
+        os.replace(f"{path}.tmp.png", path)
+        plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--bin", default=os.path.join(ROOT, "work", "bench", "bin"), help="binarized data folder")
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results-study"))
+    p.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
+    p.add_argument("--updates", type=int, default=None, help="updates per run (default 800; quick: 6)")
+    p.add_argument("--only", default="", help="a regex: only runs whose name matches")
+    p.add_argument("--quick", action="store_true", help="2-2 layers, width 32, 6 updates (the tests' mode)")
+    p.add_argument("--summary", action="store_true", help="only write the table and plots from the logs")
+    args = p.parse_args(argv)
+    args.updates = args.updates or (6 if args.quick else 800)
+    runs = [r for r in (QUICK_RUNS if args.quick else RUNS) if re.search(args.only, run_name(*r))]
+    os.makedirs(args.out, exist_ok=True)
+    if not args.summary:
+        if not os.path.exists(os.path.join(args.bin, "dict.de.txt")):
+            sys.exit(f"study: error: no binarized data in {args.bin}: run benchmarks/study.sh, or pass --bin")
+        for leftover in os.listdir(args.out):  # parts of interrupted writes
+            if leftover.endswith((".tmp", ".part")):
+                os.remove(os.path.join(args.out, leftover))
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for message in pool.map(lambda r: do_run(args, *r), runs):
+                print(f"| {message}", flush=True)
+    summarize(args, runs)
+
+
+if __name__ == "__main__":
+    main()

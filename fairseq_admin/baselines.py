@@ -1,0 +1,58 @@
+"""Post-LN and Pre-LN baselines initialised as the Admin reference (fairseq 0.8), so that a comparison
+with Admin changes one thing only (arXiv:2004.08249, section 5).
+
+``refinit_transformer`` is fairseq's own ``transformer`` (Post-LN, or Pre-LN with
+--encoder-normalize-before --decoder-normalize-before) whose projections start from the reference's
+initialisation (see weight_init); ``--weight-init fairseq`` makes it stock fairseq 0.12 again.
+"""
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.transformer import (
+    TransformerModel,
+    base_architecture,
+    transformer_iwslt_de_en,
+    transformer_vaswani_wmt_en_de_big,
+    transformer_wmt_en_de,
+)
+
+from .weight_init import DEFAULT_WEIGHT_INIT, add_weight_init_arg, initialize_weights
+
+
+@register_model("refinit_transformer")
+class ReferenceInitTransformerModel(TransformerModel):
+    """fairseq's Transformer (Post-LN or Pre-LN) with the Admin reference's initial weights."""
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        add_weight_init_arg(parser)
+
+    @classmethod
+    def build_model(cls, args, task):
+        refinit_base_architecture(args)
+        model = super().build_model(args, task)
+        initialize_weights(model, args.weight_init)
+        return model
+
+
+@register_model_architecture("refinit_transformer", "refinit_transformer")
+def refinit_base_architecture(args):
+    args.weight_init = getattr(args, "weight_init", None) or DEFAULT_WEIGHT_INIT
+    base_architecture(args)
+
+
+@register_model_architecture("refinit_transformer", "refinit_transformer_iwslt_de_en")
+def refinit_transformer_iwslt_de_en(args):
+    transformer_iwslt_de_en(args)
+    refinit_base_architecture(args)
+
+
+@register_model_architecture("refinit_transformer", "refinit_transformer_wmt_en_de")
+def refinit_transformer_wmt_en_de(args):
+    transformer_wmt_en_de(args)
+    refinit_base_architecture(args)
+
+
+@register_model_architecture("refinit_transformer", "refinit_transformer_wmt_en_de_big")
+def refinit_transformer_wmt_en_de_big(args):
+    transformer_vaswani_wmt_en_de_big(args)
+    refinit_base_architecture(args)
