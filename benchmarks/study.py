@@ -142,8 +142,8 @@ def omega_of(path):
     """Last logged (omega_enc_mean, min, max, omega_dec_mean, min, max) of a run, or None."""
     last = None
     for line in (_read(path) or "").splitlines():
-        m = re.search(r"omega_enc_mean ([\d.]+) \| omega_enc_min ([\d.-]+) \| omega_enc_max ([\d.]+) \| "
-                      r"omega_dec_mean ([\d.]+) \| omega_dec_min ([\d.-]+) \| omega_dec_max ([\d.]+)", line)
+        m = re.search(r"omega_enc_mean=([\d.]+), omega_enc_min=([\d.-]+), omega_enc_max=([\d.]+), "
+                      r"omega_dec_mean=([\d.]+), omega_dec_min=([\d.-]+), omega_dec_max=([\d.]+)", line)
         if m:
             last = tuple(float(g) for g in m.groups())
     return last
@@ -152,7 +152,7 @@ def omega_of(path):
 def train_loss_at_end(path):
     last = None
     for line in (_read(path) or "").splitlines():
-        m = re.search(r"train_inner \| .*?loss ([\d.]+|nan|inf) \| .*num_updates (\d+)", line)
+        m = re.search(r"train_inner \| .*? loss=([\d.]+|nan|inf),", line)
         if m:
             last = float(m.group(1))
     return last

@@ -6,6 +6,7 @@ is known, otherwise recorded beside the archive on first use and checked on ever
 Offline, the error names the URL and the folder to put the archive in.
 """
 import gzip
+import io
 import hashlib
 import logging
 import os
@@ -13,10 +14,10 @@ import re
 import tarfile
 import urllib.error
 import urllib.request
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .errors import AdminError
-from .files import atomic_write, atomic_write_lines, atomic_write_text
+from .files import atomic_write, atomic_write_lines, atomic_write_text, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ IWSLT14 = [("de-en.tgz", "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-
 WMT14 = [
     ("training-parallel-europarl-v7.tgz", "http://statmt.org/wmt13/training-parallel-europarl-v7.tgz", None),
     ("training-parallel-commoncrawl.tgz", "http://statmt.org/wmt13/training-parallel-commoncrawl.tgz", None),
-    ("training-parallel-nc-v9.tgz", "http://statmt.org/wmt14/training-parallel-nc-v9.tgz", None),
+    # news-commentary v12 (WMT17's), as the Admin reference's script; fairseq's own script takes v9
+    ("training-parallel-nc-v12.tgz", "http://data.statmt.org/wmt17/translation-task/training-parallel-nc-v12.tgz", None),
     ("dev.tgz", "http://statmt.org/wmt14/dev.tgz", None),
     ("test-full.tgz", "http://statmt.org/wmt14/test-full.tgz", None),
 ]
@@ -68,23 +70,26 @@ def fetch(name: str, url: str, folder: str, pinned: Optional[str] = None) -> str
     return path
 
 
-def read_member(archive: str, pattern: str) -> List[str]:
-    """Lines of the one member of a .tgz whose path matches the regex ``pattern``."""
+def read_member(archive: str, pattern: str) -> Iterator[str]:
+    """Lines (without newline) of the one member of a .tgz whose path matches the regex ``pattern``,
+    streamed. Only '\\n' ends a line: crawled text holds \\x0b, \\x0c, \\x85, U+2028 and U+2029, on which
+    str.splitlines would split one side and shift every later pair."""
     with tarfile.open(archive, "r:*") as tar:
         members = [m for m in tar.getmembers() if m.isfile() and re.search(pattern, m.name)]
         if len(members) != 1:
             raise AdminError(f"{archive}: expected one member matching {pattern!r}, found "
                              f"{[m.name for m in members] or 'none'}: is the archive complete?")
-        data = tar.extractfile(members[0]).read()
-    if members[0].name.endswith(".gz"):
-        data = gzip.decompress(data)
-    return data.decode("utf-8", errors="replace").splitlines()
+        raw = tar.extractfile(members[0])
+        if members[0].name.endswith(".gz"):
+            raw = gzip.GzipFile(fileobj=raw)
+        for line in io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="\n"):
+            yield line[:-1].rstrip("\r") if line.endswith("\n") else line
 
 
 _SEG = re.compile(r"<seg[^>]*>\s*(.*?)\s*</seg>")
 
 
-def iwslt_train_lines(lines: List[str]) -> List[str]:
+def iwslt_train_lines(lines: Iterable[str]) -> List[str]:
     """train.tags.*, as prepare-iwslt14.sh reads them: drop the <url>, <talkid> and <keywords>
     lines, keep titles and descriptions without their tags."""
     out = []
@@ -95,14 +100,14 @@ def iwslt_train_lines(lines: List[str]) -> List[str]:
     return out
 
 
-def sgm_lines(lines: List[str]) -> List[str]:
+def sgm_lines(lines: Iterable[str]) -> List[str]:
     """The text of every <seg> of an .xml/.sgm file (’ written as ', as prepare-iwslt14.sh does)."""
     return [m.group(1).replace("\u2019", "'") for line in lines for m in [_SEG.search(line)] if m]
 
 
 def extract_iwslt14(archive: str, raw: str, src="de", tgt="en") -> None:
     """raw/{train,test}.{de,en} as fairseq's prepare-iwslt14.sh reads them; test is dev2010 +
-    tst2010-2012 + TEDX dev2012. The valid split (every 23rd line of the cleaned training data) is
+    TEDX dev2012 + tst2010-2012. The valid split (lines 23, 46, ... of the cleaned training data) is
     made by ``prepare_corpus(valid_every=23)``."""
     if all(os.path.exists(os.path.join(raw, f"{s}.{l}")) for s in ("train", "test") for l in (src, tgt)):
         return
@@ -110,8 +115,9 @@ def extract_iwslt14(archive: str, raw: str, src="de", tgt="en") -> None:
     train = {l: iwslt_train_lines(read_member(archive, rf"train\.tags\.{pair}\.{l}$")) for l in (src, tgt)}
     if len(train[src]) != len(train[tgt]):
         raise AdminError(f"{archive}: train.tags sides differ in length")
-    tests = ["IWSLT14.TED.dev2010", "IWSLT14.TED.tst2010", "IWSLT14.TED.tst2011", "IWSLT14.TED.tst2012",
-             "IWSLT14.TEDX.dev2012"]
+    # the order of prepare-iwslt14.sh's test set
+    tests = ["IWSLT14.TED.dev2010", "IWSLT14.TEDX.dev2012", "IWSLT14.TED.tst2010", "IWSLT14.TED.tst2011",
+             "IWSLT14.TED.tst2012"]
     for l in (src, tgt):
         test = [seg for t in tests for seg in sgm_lines(read_member(archive, rf"{re.escape(t)}\.{pair}\.{l}\.xml$"))]
         atomic_write_lines(os.path.join(raw, f"test.{l}"), test)
@@ -119,23 +125,23 @@ def extract_iwslt14(archive: str, raw: str, src="de", tgt="en") -> None:
 
 
 def extract_wmt14(archives: Dict[str, str], raw: str, src="en", tgt="de") -> None:
-    """raw/{train,valid,test}.{en,de}: europarl v7 + commoncrawl + news-commentary v9 for training,
+    """raw/{train,valid,test}.{en,de}: europarl v7 + commoncrawl + news-commentary v12 for training,
     newstest2013 for validation, the full newstest2014 for test."""
     if all(os.path.exists(os.path.join(raw, f"{s}.{l}")) for s in ("train", "valid", "test") for l in (src, tgt)):
         return
     corpora: List[Tuple[str, str]] = [
         ("training-parallel-europarl-v7.tgz", r"europarl-v7\.de-en\.{}$"),
         ("training-parallel-commoncrawl.tgz", r"commoncrawl\.de-en\.{}$"),
-        ("training-parallel-nc-v9.tgz", r"news-commentary-v9\.de-en\.{}$"),
+        ("training-parallel-nc-v12.tgz", r"news-commentary-v12\.de-en\.{}$"),
     ]
     for l in (src, tgt):
-        train = [x for name, pat in corpora for x in read_member(archives[name], pat.format(l))]
-        atomic_write_lines(os.path.join(raw, f"train.{l}"), train)
+        train = (x for name, pat in corpora for x in read_member(archives[name], pat.format(l)))
+        atomic_write_lines(os.path.join(raw, f"train.{l}"), train)  # streamed: never the whole corpus in memory
         atomic_write_lines(os.path.join(raw, f"valid.{l}"), read_member(archives["dev.tgz"], rf"newstest2013\.{l}$"))
         side = "src" if l == src else "ref"
         atomic_write_lines(os.path.join(raw, f"test.{l}"),
                     sgm_lines(read_member(archives["test-full.tgz"], rf"newstest2014-deen-{side}\.{l}\.sgm$")))
-    counts = {l: sum(1 for _ in open(os.path.join(raw, f"train.{l}"), encoding="utf-8")) for l in (src, tgt)}
+    counts = {l: sum(1 for _ in read_lines(os.path.join(raw, f"train.{l}"))) for l in (src, tgt)}
     if counts[src] != counts[tgt]:
         raise AdminError(f"WMT14 training sides differ in length ({counts}): an archive is incomplete")
 

@@ -1,7 +1,10 @@
-"""Atomic file writes: a reader (or an interrupted run) sees the old file or the whole new one."""
+"""Files: atomic writes (a reader, or an interrupted run, sees the old file or the whole new one), streamed
+line reading, and steps whose outputs are stamped with their inputs and settings."""
+import hashlib
+import json
 import os
 import tempfile
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Sequence
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -38,3 +41,64 @@ def atomic_write_lines(path: str, lines: Iterable[str]) -> None:
             for line in lines:
                 f.write(line.rstrip("\n") + "\n")
     atomic_write(path, write)
+
+
+def read_lines(path: str) -> Iterator[str]:
+    """The lines of a UTF-8 text file without their newline, streamed. Only '\\n' ends a line (unlike
+    str.splitlines, which also splits on \\x0b, \\x0c, \\x85, U+2028, U+2029 found in crawled corpora);
+    a '\\r' before it is dropped. Bytes that are not UTF-8 give one error naming the file and line."""
+    with open(path, "rb") as f:  # binary lines end at b"\n" only
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                from .errors import AdminError
+                raise AdminError(f"{path}: line {number} is not UTF-8 ({e.reason} at byte {e.start}): convert "
+                                 "the file to UTF-8 (e.g. iconv -f latin1 -t utf-8) or remove the line")
+            yield line[:-1].rstrip("\r") if line.endswith("\n") else line
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class StampedStep:
+    """A step whose outputs are reused only if they were made from the same inputs and settings.
+
+        with StampedStep([out], [inp], {"merges": 10000}) as step:
+            if step.needed:
+                make(out)
+
+    The stamp (a hash of the settings and of every input's bytes) is written beside the first output
+    after the step succeeded, and removed before it starts, so an interrupted step is redone.
+    """
+
+    def __init__(self, outputs: Sequence[str], inputs: Sequence[str], settings: dict):
+        self.outputs = list(outputs)
+        first = os.path.abspath(self.outputs[0])
+        self.stamp = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.stamp")
+        h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+        for path in inputs:
+            h.update(_file_digest(path).encode())
+        self.key = h.hexdigest()
+        self.needed = not (all(os.path.exists(p) for p in self.outputs) and self._stamped() == self.key)
+
+    def _stamped(self) -> str:
+        try:
+            with open(self.stamp, encoding="utf-8") as f:
+                return f.read().split()[0]
+        except (FileNotFoundError, IndexError):
+            return ""
+
+    def __enter__(self) -> "StampedStep":
+        if self.needed and os.path.exists(self.stamp):
+            os.unlink(self.stamp)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None and self.needed:
+            atomic_write_text(self.stamp, f"{self.key}  {' '.join(os.path.basename(p) for p in self.outputs)}\n")

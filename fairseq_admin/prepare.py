@@ -1,67 +1,105 @@
-"""Corpus preparation for the recipes: Moses tokenization (sacremoses), cleaning, joint BPE (subword-nmt).
+"""Corpus preparation as the Admin reference's scripts do it: Moses tokenization (sacremoses), cleaning,
+lowercasing, the valid split, joint BPE (subword-nmt).
 
-Every output is written atomically and a step whose output exists is skipped, so a rerun after
-an interruption resumes where it stopped.
+The settings name each Moses step of the reference (ADMIN_SPEC section 9):
+
+=========================  ==========================================  ======================================
+setting                    IWSLT14 (fairseq 0.8's prepare-iwslt14.sh)  WMT14 (the reference's own script)
+=========================  ==========================================  ======================================
+normalize-punctuation      no                                          train + valid (never test)
+remove-non-printing-char   no                                          train + valid (never test)
+tokenizer                  -l LANG (hyphens stay in words)             -a -l LANG
+escaping (' -> &apos; ...) on                                          on
+cleaned splits             train: lengths 1-175, ratio 1.5             train: lengths 1-80, ratio 9
+lowercase                  every split                                 no
+valid                      every 23rd cleaned train line (23, 46, ..)  newstest2013, not cleaned
+BPE                        joint, 10,000 merges on train               joint, 32,764 merges on cleaned train
+=========================  ==========================================  ======================================
+
+Every step's output is stamped with its settings and a hash of its inputs (files.StampedStep): a rerun
+reuses an output only if both are the same, and redoes the step (and what follows) otherwise.
 """
 import argparse
+import dataclasses
 import logging
 import os
-from typing import List
+import unicodedata
+from typing import Iterator, List, Optional
 
 from .errors import AdminError
-from .files import atomic_write, atomic_write_lines as _write_lines
+from .files import StampedStep, atomic_write, atomic_write_lines as _write_lines, read_lines
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 
 
-def _read_lines(path: str) -> List[str]:
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+@dataclasses.dataclass
+class PrepareSettings:
+    """How a corpus is tokenized, cleaned and split (defaults: the WMT14 reference)."""
+    bpe_merges: int = 32764
+    lowercase: bool = False
+    normalize: bool = True  # normalize-punctuation + remove-non-printing-char on train and valid
+    aggressive_hyphen_split: bool = True  # Moses -a
+    escape: bool = True  # Moses escaping (' -> &apos;, " -> &quot;, & -> &amp;, ...)
+    clean_splits: tuple = ("train",)
+    min_len: int = 1
+    max_len: int = 80
+    max_ratio: float = 9.0
+    valid_every: int = 0  # >0: valid = every N-th cleaned train line, removed from train (IWSLT14: 23)
+
+    @classmethod
+    def iwslt14(cls) -> "PrepareSettings":
+        return cls(bpe_merges=10000, lowercase=True, normalize=False, aggressive_hyphen_split=False,
+                   max_len=175, max_ratio=1.5, valid_every=23)
 
 
-def tokenize_file(src: str, dst: str, lang: str, lowercase: bool, aggressive_dash: bool = True) -> None:
-    """Moses normalize + tokenize one file (``-a`` hyphen splitting as the WMT recipe), optional lowercasing."""
-    if os.path.exists(dst):
-        return
+def remove_non_printing(line: str) -> str:
+    """Moses remove-non-printing-char.perl: every character of Unicode category C (\\p{C}) becomes a space."""
+    return "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in line)
+
+
+def tokenize_lines(lines, lang: str, s: PrepareSettings, normalize: bool) -> Iterator[str]:
+    """Moses tokenization of one split, with the split's normalisation; lowercased if asked."""
     from sacremoses import MosesPunctNormalizer, MosesTokenizer
 
-    norm, tok = MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang)
+    norm, tok = MosesPunctNormalizer(lang=lang, perl_parity=True), MosesTokenizer(lang=lang)
+    for line in lines:
+        if normalize:
+            line = remove_non_printing(norm.normalize(line))
+        out = tok.tokenize(line, aggressive_dash_splits=s.aggressive_hyphen_split, return_str=True,
+                           escape=s.escape)
+        yield out.lower() if s.lowercase else out
 
-    def lines():
-        for line in _read_lines(src):
-            out = tok.tokenize(norm.normalize(line), aggressive_dash_splits=aggressive_dash,
-                               return_str=True, escape=False)
-            yield out.lower() if lowercase else out
-    _write_lines(dst, lines())
+
+def keep_pair(src: str, tgt: str, min_len: int, max_len: int, ratio: float) -> bool:
+    """Moses clean-corpus-n.perl's test on two whitespace-tokenized lines."""
+    n, m = len(src.split()), len(tgt.split())
+    return min(n, m) >= max(min_len, 1) and max(n, m) <= max_len and n <= ratio * m and m <= ratio * n
 
 
-def clean_pair(src_in: str, tgt_in: str, src_out: str, tgt_out: str, min_len=1, max_len=80, ratio=1.5) -> None:
-    """Drop pairs with a side outside [min_len, max_len] tokens or a length ratio above ``ratio``
-    (the clean-corpus-n step of the reference recipes)."""
-    if os.path.exists(src_out) and os.path.exists(tgt_out):
-        return
-    kept = [(s, t) for s, t in zip(_read_lines(src_in), _read_lines(tgt_in))
-            if min_len <= len(s.split()) <= max_len and min_len <= len(t.split()) <= max_len
-            and max(len(s.split()), len(t.split())) <= ratio * min(len(s.split()), len(t.split()))]
-    _write_lines(tgt_out, (t for _, t in kept))
-    _write_lines(src_out, (s for s, _ in kept))
+def clean_pair(src_in: str, tgt_in: str, src_out: str, tgt_out: str, min_len=1, max_len=80, ratio=9.0) -> None:
+    """Drop pairs with a side outside [min_len, max_len] tokens or a length ratio above ``ratio``; kept
+    lines get single spaces, as clean-corpus-n writes them."""
+    def kept(side):
+        for s, t in zip(read_lines(src_in), read_lines(tgt_in)):
+            if keep_pair(s, t, min_len, max_len, ratio):
+                yield " ".join((s, t)[side].split())
+    _write_lines(src_out, kept(0))
+    _write_lines(tgt_out, kept(1))
 
 
 def learn_joint_bpe(files: List[str], codes: str, merges: int) -> None:
     """Learn joint BPE codes over the concatenation of ``files`` (subword-nmt)."""
-    if os.path.exists(codes):
-        return
-    import io
-
     import contextlib
+    import io
+    import itertools
 
     from subword_nmt.learn_bpe import learn_bpe
 
-    text = io.StringIO("".join(line + "\n" for f in files for line in _read_lines(f)))
-
     def write(tmp):
+        # subword-nmt reads the text twice at most through get_vocab: one pass over a generator is enough
+        text = (line + "\n" for line in itertools.chain.from_iterable(read_lines(f) for f in files))
         # subword-nmt draws a tqdm bar on stderr: keep it out of the logs
         with open(tmp, "w", encoding="utf-8") as out, contextlib.redirect_stderr(io.StringIO()):
             learn_bpe(text, out, merges, min_frequency=2)
@@ -69,79 +107,114 @@ def learn_joint_bpe(files: List[str], codes: str, merges: int) -> None:
 
 
 def apply_bpe_file(codes: str, src: str, dst: str) -> None:
-    if os.path.exists(dst):
-        return
     from subword_nmt.apply_bpe import BPE
 
     with open(codes, encoding="utf-8") as f:
         bpe = BPE(f)
-    _write_lines(dst, (bpe.process_line(line) for line in _read_lines(src)))
+    _write_lines(dst, (bpe.process_line(line) for line in read_lines(src)))
 
 
-def prepare_corpus(raw: str, out: str, src: str, tgt: str, bpe_merges: int, lowercase: bool,
-                   max_len: int = 80, max_ratio: float = 1.5, valid_every: int = 0) -> None:
-    """raw/{split}.{lang} -> out/tok/*, out/bpe/{split}.{lang} and out/bpe/codes (joint BPE).
-
-    train and valid are cleaned (length 1..max_len, ratio <= max_ratio), test never is. With
-    ``valid_every`` = n, raw/ has no valid split: it is every n-th line of the cleaned training data
-    (the IWSLT14 recipe, n = 23), and training keeps the other lines.
-    """
-    raw_splits = ("train", "test") if valid_every else SPLITS
-    for split in raw_splits:
+def check_raw(raw: str, src: str, tgt: str, splits) -> None:
+    for split in splits:
+        counts = []
         for lang in (src, tgt):
-            if not os.path.isfile(os.path.join(raw, f"{split}.{lang}")):
-                raise AdminError(f"missing {os.path.join(raw, f'{split}.{lang}')}: a corpus folder needs "
-                                 f"{{{','.join(raw_splits)}}}.{{{src},{tgt}}} plain-text files, line-aligned")
-        if len(_read_lines(os.path.join(raw, f"{split}.{src}"))) != len(_read_lines(os.path.join(raw, f"{split}.{tgt}"))):
-            raise AdminError(f"{raw}/{split}.{src} and {split}.{tgt} have different line counts: "
-                             "the two sides must be line-aligned")
+            path = os.path.join(raw, f"{split}.{lang}")
+            if not os.path.isfile(path):
+                raise AdminError(f"missing {path}: a corpus folder needs {{{','.join(splits)}}}.{{{src},{tgt}}} "
+                                 "plain-text files, line-aligned")
+            counts.append(sum(1 for _ in read_lines(path)))
+        if counts[0] != counts[1]:
+            raise AdminError(f"{raw}/{split}.{src} and {split}.{tgt} have different line counts "
+                             f"({counts[0]} vs {counts[1]}): the two sides must be line-aligned")
+
+
+def prepare_corpus(raw: str, out: str, src: str, tgt: str, settings: Optional[PrepareSettings] = None) -> None:
+    """raw/{split}.{lang} -> out/tok/*, out/bpe/{split}.{lang} and out/bpe/codes (joint BPE)."""
+    s = settings or PrepareSettings()
+    raw_splits = ("train", "test") if s.valid_every else SPLITS
+    check_raw(raw, src, tgt, raw_splits)
     tok, bpe = os.path.join(out, "tok"), os.path.join(out, "bpe")
+    tok_conf = {k: getattr(s, k) for k in ("lowercase", "aggressive_hyphen_split", "escape")}
+    clean_conf = {k: getattr(s, k) for k in ("clean_splits", "min_len", "max_len", "max_ratio")}
 
     def path(split, stage, lang):
         return os.path.join(tok, f"{split}.{stage}.{lang}")
 
     for split in raw_splits:
+        normalize = s.normalize and split != "test"  # the reference tokenizes its test set only
         for lang in (src, tgt):
-            logger.info(f"tokenize {split}.{lang}")
-            tokenize_file(os.path.join(raw, f"{split}.{lang}"), path(split, "raw", lang), lang, lowercase)
-        if split == "test":  # the test set is never filtered
-            for lang in (src, tgt):
-                if not os.path.exists(path(split, "clean", lang)):
-                    _write_lines(path(split, "clean", lang), _read_lines(path(split, "raw", lang)))
-            continue
-        stage = "full" if valid_every and split == "train" else "clean"
-        clean_pair(path(split, "raw", src), path(split, "raw", tgt), path(split, stage, src),
-                   path(split, stage, tgt), max_len=max_len, ratio=max_ratio)
-    if valid_every:
+            src_file, dst = os.path.join(raw, f"{split}.{lang}"), path(split, "tok", lang)
+            with StampedStep([dst], [src_file], {"step": "tokenize", "normalize": normalize, **tok_conf}) as step:
+                if step.needed:
+                    logger.info(f"tokenize {split}.{lang}")
+                    _write_lines(dst, tokenize_lines(read_lines(src_file), lang, s, normalize))
+        stage = "full" if s.valid_every and split == "train" else "clean"
+        outs = [path(split, stage, src), path(split, stage, tgt)]
+        ins = [path(split, "tok", src), path(split, "tok", tgt)]
+        with StampedStep(outs, ins, {"step": "clean", "cleaned": split in s.clean_splits, **clean_conf}) as step:
+            if step.needed:
+                if split in s.clean_splits:
+                    clean_pair(*ins, *outs, min_len=s.min_len, max_len=s.max_len, ratio=s.max_ratio)
+                else:
+                    for i, o in zip(ins, outs):
+                        _write_lines(o, read_lines(i))
+    if s.valid_every:
+        n = s.valid_every
         for lang in (src, tgt):
-            lines = _read_lines(path("train", "full", lang))
-            if not os.path.exists(path("valid", "clean", lang)):
-                _write_lines(path("valid", "clean", lang), lines[::valid_every])
-            if not os.path.exists(path("train", "clean", lang)):
-                _write_lines(path("train", "clean", lang), (x for i, x in enumerate(lines) if i % valid_every))
+            full = path("train", "full", lang)
+            outs = [path("valid", "clean", lang), path("train", "clean", lang)]
+            with StampedStep(outs, [full], {"step": "valid_every", "n": n}) as step:
+                if step.needed:  # awk 'NR % n == 0': 1-based lines n, 2n, ... go to valid
+                    _write_lines(outs[0], (x for i, x in enumerate(read_lines(full), 1) if i % n == 0))
+                    _write_lines(outs[1], (x for i, x in enumerate(read_lines(full), 1) if i % n != 0))
     codes = os.path.join(bpe, "codes")
-    logger.info(f"learn joint BPE ({bpe_merges} merges)")
-    learn_joint_bpe([path("train", "clean", lang) for lang in (src, tgt)], codes, bpe_merges)
+    train = [path("train", "clean", lang) for lang in (src, tgt)]
+    with StampedStep([codes], train, {"step": "learn_bpe", "merges": s.bpe_merges}) as step:
+        if step.needed:
+            logger.info(f"learn joint BPE ({s.bpe_merges} merges)")
+            learn_joint_bpe(train, codes, s.bpe_merges)
     for split in SPLITS:
         for lang in (src, tgt):
-            apply_bpe_file(codes, path(split, "clean", lang), os.path.join(bpe, f"{split}.{lang}"))
+            dst, text = os.path.join(bpe, f"{split}.{lang}"), path(split, "clean", lang)
+            with StampedStep([dst], [codes, text], {"step": "apply_bpe"}) as step:
+                if step.needed:
+                    apply_bpe_file(codes, text, dst)
     logger.info(f"prepared {out}/bpe/{{train,valid,test}}.{{{src},{tgt}}}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = PrepareSettings()
     p.add_argument("raw", help="folder with {train,valid,test}.{SRC,TGT} plain text")
     p.add_argument("out", help="output folder (tok/ and bpe/ are written there)")
     p.add_argument("--source-lang", "-s", required=True)
     p.add_argument("--target-lang", "-t", required=True)
-    p.add_argument("--bpe-merges", type=int, default=10000)
-    p.add_argument("--lowercase", action="store_true")
-    p.add_argument("--max-len", type=int, default=80, help="drop train/valid pairs longer than this")
-    p.add_argument("--max-ratio", type=float, default=1.5,
-                   help="drop train/valid pairs whose length ratio exceeds this (Moses clean-corpus-n)")
-    p.add_argument("--valid-every", type=int, default=0,
-                   help="no raw valid split: take every N-th cleaned training line (IWSLT14: 23)")
+    p.add_argument("--style", choices=["wmt14", "iwslt14"], default="wmt14",
+                   help="the reference script whose settings are the defaults (see --help of each flag)")
+    p.add_argument("--bpe-merges", type=int, help=f"joint BPE merges (wmt14 {d.bpe_merges}, iwslt14 10000)")
+    p.add_argument("--lowercase", action="store_true", default=None, help="lowercase every split (iwslt14)")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
+                   help="skip normalize-punctuation and remove-non-printing-char (iwslt14 skips them)")
+    p.add_argument("--no-aggressive-hyphen-split", dest="aggressive_hyphen_split", action="store_false",
+                   default=None, help="tokenize without Moses -a (iwslt14)")
+    p.add_argument("--no-escape", dest="escape", action="store_false", default=None,
+                   help="Moses -no-escape (both references escape)")
+    p.add_argument("--clean-valid", action="store_true", help="also clean the valid split (the references do not)")
+    p.add_argument("--max-len", type=int, help="drop train pairs longer than this (wmt14 80, iwslt14 175)")
+    p.add_argument("--max-ratio", type=float,
+                   help="drop train pairs whose length ratio exceeds this (wmt14 9, iwslt14 1.5)")
+    p.add_argument("--valid-every", type=int,
+                   help="no raw valid split: lines N, 2N, ... of the cleaned train become valid (iwslt14: 23)")
+
+
+def settings_from_args(args) -> PrepareSettings:
+    s = PrepareSettings.iwslt14() if args.style == "iwslt14" else PrepareSettings()
+    changes = {k: getattr(args, k) for k in ("bpe_merges", "lowercase", "normalize", "aggressive_hyphen_split",
+                                             "escape", "max_len", "max_ratio", "valid_every")
+               if getattr(args, k) is not None}
+    if args.clean_valid:
+        changes["clean_splits"] = ("train", "valid")
+    return dataclasses.replace(s, **changes)
 
 
 def run(args) -> None:
-    prepare_corpus(args.raw, args.out, args.source_lang, args.target_lang, args.bpe_merges,
-                   args.lowercase, args.max_len, args.max_ratio, args.valid_every)
+    prepare_corpus(args.raw, args.out, args.source_lang, args.target_lang, settings_from_args(args))

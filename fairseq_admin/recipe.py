@@ -87,14 +87,15 @@ def generate_command(recipe: Dict, data: str, checkpoint: str, cpu: bool = False
 
 
 def prepare_command(recipe: Dict, raw: str, out: str) -> List[str]:
-    """fairseq-admin prepare with the recipe's tokenization, cleaning and BPE settings."""
+    """fairseq-admin prepare with every tokenization, cleaning and BPE setting of the recipe spelled out."""
     p = recipe["prepare"]
     cmd = ["fairseq-admin", "prepare", raw, out, "-s", recipe["source_lang"], "-t", recipe["target_lang"],
-           "--bpe-merges", str(p["bpe_merges"]), "--max-len", str(p["max_len"]), "--max-ratio", str(p["max_ratio"])]
-    if p.get("lowercase"):
-        cmd.append("--lowercase")
-    if p.get("valid_every"):
-        cmd += ["--valid-every", str(p["valid_every"])]
+           "--style", p.get("style", "wmt14"), "--bpe-merges", str(p["bpe_merges"]), "--max-len", str(p["max_len"]),
+           "--max-ratio", str(p["max_ratio"]), "--valid-every", str(p.get("valid_every", 0))]
+    cmd += ["--lowercase"] if p.get("lowercase") else []
+    cmd += [] if p.get("normalize", True) else ["--no-normalize"]
+    cmd += [] if p.get("aggressive_hyphen_split", True) else ["--no-aggressive-hyphen-split"]
+    cmd += [] if p.get("escape", True) else ["--no-escape"]
     return cmd
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bring your own corpus: RAW_DIR holds plain-text {train,valid,test}.{SRC,TGT}, line-aligned.
-# Tokenize (Moses), clean train/valid (1-80 tokens, ratio 1.5), joint BPE, binarize into OUT/bin.
+# Tokenize (Moses, as the WMT14 reference by default; see fairseq-admin prepare --help), clean train
+# (1-80 tokens, ratio 9), joint BPE, binarize into OUT/bin. Extra arguments go to fairseq-admin prepare.
 # Usage: scripts/prepare_custom.sh RAW_DIR OUT SRC TGT [BPE_MERGES=10000] [--lowercase]
 # Then train with scripts/run_recipe.sh, e.g. on configs/iwslt14_de_en.json's hyperparameters.
 set -euo pipefail

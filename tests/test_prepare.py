@@ -1,11 +1,76 @@
-"""Corpus preparation on a small slice of the bundled real corpus: tokenize, clean, joint BPE, resume."""
+"""Corpus preparation: the reference's tokenization, cleaning and splits on small fixture text, then the
+whole pipeline on a slice of the bundled real corpus (BPE, stamps, reruns)."""
 import os
 
 import pytest
 
 from conftest import SAMPLE
 from fairseq_admin import AdminError
-from fairseq_admin.prepare import prepare_corpus
+from fairseq_admin.prepare import PrepareSettings, keep_pair, prepare_corpus, remove_non_printing, tokenize_lines
+
+IWSLT, WMT = PrepareSettings.iwslt14(), PrepareSettings()
+
+
+def _tok(line, settings, lang="en", normalize=None):
+    return next(tokenize_lines([line], lang, settings, settings.normalize if normalize is None else normalize))
+
+
+def test_iwslt_tokenization_keeps_hyphens_and_escapes():
+    out = _tok("It's a \"well-known\" R&D trick.", IWSLT, normalize=False)
+    # Moses -l en without -a: hyphenated words stay whole; escaping on; then lowercased
+    assert out == "it &apos;s a &quot; well-known &quot; r &amp; d trick ."
+
+
+def test_wmt_tokenization_splits_hyphens_normalizes_and_keeps_case():
+    out = _tok("Das  ist „gut-gemacht“\u200b – oder?", WMT, lang="de")
+    assert "gut @-@ gemacht" in out  # -a
+    assert "Das" in out  # no lowercasing
+    assert "&quot;" in out and "„" not in out and "“" not in out  # normalize-punctuation, then escaping
+    assert "\u200b" not in out  # remove-non-printing-char
+    # the test split is tokenized only: no normalisation, the zero-width space survives as Moses leaves it
+    test = _tok("„gut“\u200b", WMT, lang="de", normalize=False)
+    assert "„" in test
+
+
+def test_remove_non_printing_is_a_space_per_character():
+    assert remove_non_printing("a\u200bb\x07c\td") == "a b c d"
+
+
+@pytest.mark.parametrize("src,tgt,settings,kept", [
+    ("a b", "a b c d", WMT, True),  # ratio 2 passes the WMT clean (ratio 9)
+    ("a b", "a b c d", IWSLT, False),  # ... not the IWSLT clean (ratio 1.5)
+    ("a b", "a b c", IWSLT, True),  # ratio exactly 1.5 passes
+    (" ".join("x" * 80), " ".join("y" * 80), WMT, True),
+    (" ".join("x" * 81), " ".join("y" * 81), WMT, False),  # WMT lengths 1-80
+    (" ".join("x" * 175), " ".join("y" * 175), IWSLT, True),  # IWSLT lengths 1-175
+    ("", "a", WMT, False),  # an empty side is dropped
+])
+def test_clean_step(src, tgt, settings, kept):
+    assert keep_pair(src, tgt, settings.min_len, settings.max_len, settings.max_ratio) is kept
+
+
+def _write(folder, name, lines):
+    (folder / name).write_text("".join(l + "\n" for l in lines), encoding="utf-8")
+
+
+def test_iwslt_valid_is_lines_23_46_of_cleaned_train_and_only_train_is_cleaned(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    n = 60
+    de = [f"Satz Nummer {i}" for i in range(1, n + 1)]
+    en = [f"Sentence number {i}" for i in range(1, n + 1)]
+    de[4], en[4] = "a", "a b c d e"  # dropped by the ratio-1.5 clean: cleaned line numbers shift by one
+    _write(raw, "train.de", de), _write(raw, "train.en", en)
+    _write(raw, "test.de", ["kurz", "Test"]), _write(raw, "test.en", ["a b c d e f", "Test"])  # never cleaned
+    out = tmp_path / "prep"
+    prepare_corpus(str(raw), str(out), "de", "en", PrepareSettings.iwslt14().__class__(
+        **{**IWSLT.__dict__, "bpe_merges": 20}))
+    valid = (out / "tok" / "valid.clean.en").read_text(encoding="utf-8").splitlines()
+    train = (out / "tok" / "train.clean.en").read_text(encoding="utf-8").splitlines()
+    # cleaned train = 59 lines (sentence 5 dropped); lines 23 and 46 of it are sentences 24 and 47
+    assert valid == ["sentence number 24", "sentence number 47"]
+    assert len(train) == 57 and "sentence number 24" not in train and "sentence number 23" in train
+    assert (out / "tok" / "test.clean.en").read_text(encoding="utf-8").splitlines() == ["a b c d e f", "test"]
 
 
 @pytest.fixture
@@ -23,27 +88,62 @@ def raw(tmp_path):
     return folder
 
 
+def _settings(**kw):
+    return PrepareSettings(**{**WMT.__dict__, "bpe_merges": 200, "lowercase": True, **kw})
+
+
 def test_prepare_tokenizes_cleans_and_bpes(raw, tmp_path):
     out = tmp_path / "prep"
-    prepare_corpus(str(raw), str(out), "de", "en", bpe_merges=200, lowercase=True, max_len=80, max_ratio=9)
+    prepare_corpus(str(raw), str(out), "de", "en", _settings())
     train_de = (out / "bpe" / "train.de").read_text(encoding="utf-8").splitlines()
     train_en = (out / "bpe" / "train.en").read_text(encoding="utf-8").splitlines()
     assert len(train_de) == len(train_en) == 300  # the two bad pairs are gone
     assert all(line == line.lower() for line in train_de)
     assert any("@@" in line for line in train_de)  # BPE applied
     assert len((out / "bpe" / "test.en").read_text().splitlines()) == 20  # test never filtered
-    tok = (out / "tok" / "train.raw.de").read_text(encoding="utf-8")
+    tok = (out / "tok" / "train.tok.de").read_text(encoding="utf-8")
     assert "libreoffice @-@ dokumenten" in tok  # Moses -a hyphen splitting
-    # a rerun skips finished steps (outputs untouched)
+    # a rerun with the same settings and inputs reuses every output
     stamp = os.path.getmtime(out / "bpe" / "codes")
-    prepare_corpus(str(raw), str(out), "de", "en", bpe_merges=200, lowercase=True, max_ratio=9)
+    prepare_corpus(str(raw), str(out), "de", "en", _settings())
     assert os.path.getmtime(out / "bpe" / "codes") == stamp
+
+
+def test_rerun_with_other_settings_or_inputs_redoes_the_steps(raw, tmp_path):
+    out = tmp_path / "prep"
+    prepare_corpus(str(raw), str(out), "de", "en", _settings())
+    codes = (out / "bpe" / "codes").read_text(encoding="utf-8")
+    tok = os.path.getmtime(out / "tok" / "train.tok.en")
+    prepare_corpus(str(raw), str(out), "de", "en", _settings(bpe_merges=50))  # other merges
+    assert os.path.getmtime(out / "tok" / "train.tok.en") == tok  # only the steps the setting touches
+    assert len((out / "bpe" / "codes").read_text(encoding="utf-8").splitlines()) < len(codes.splitlines())
+    prepare_corpus(str(raw), str(out), "de", "en", _settings(bpe_merges=50, lowercase=False))  # case kept now
+    assert any(c.isupper() for c in (out / "tok" / "train.tok.en").read_text(encoding="utf-8"))
+    with open(raw / "train.en", "a", encoding="utf-8") as f, open(raw / "train.de", "a", encoding="utf-8") as g:
+        f.write("a grown corpus\n"), g.write("ein gewachsenes korpus\n")
+    prepare_corpus(str(raw), str(out), "de", "en", _settings(bpe_merges=50, lowercase=False))
+    assert (out / "bpe" / "train.en").read_text(encoding="utf-8").splitlines()[-1].replace("@@ ", "") == "a grown corpus"
+
+
+def test_only_newline_ends_a_line(raw, tmp_path):
+    # \x0b, \x0c, \x85, U+2028 and U+2029 inside a line must not split it (str.splitlines would)
+    for lang in ("de", "en"):
+        with open(raw / f"train.{lang}", "a", encoding="utf-8") as f:
+            f.write("eins\x0bzwei\x0cdrei\x85vier\u2028fünf\u2029sechs sieben\n")
+    out = tmp_path / "prep"
+    prepare_corpus(str(raw), str(out), "de", "en", _settings())
+    for lang in ("de", "en"):
+        lines = (out / "tok" / f"train.clean.{lang}").read_bytes().decode("utf-8").split("\n")[:-1]
+        assert len(lines) == 301 and lines[-1].startswith("eins") and lines[-1].endswith("sieben")
 
 
 def test_prepare_rejects_bad_corpus_folders(raw, tmp_path):
     os.remove(raw / "valid.en")
     with pytest.raises(AdminError, match="missing .*valid.en"):
-        prepare_corpus(str(raw), str(tmp_path / "p"), "de", "en", 100, True)
+        prepare_corpus(str(raw), str(tmp_path / "p"), "de", "en", _settings())
     (raw / "valid.en").write_text("only one line\n")
     with pytest.raises(AdminError, match="different line counts"):
-        prepare_corpus(str(raw), str(tmp_path / "p"), "de", "en", 100, True)
+        prepare_corpus(str(raw), str(tmp_path / "p"), "de", "en", _settings())
+    (raw / "valid.en").write_bytes(b"ok\n" * 5 + b"caf\xe9\n" + b"ok\n" * 14)
+    with pytest.raises(AdminError, match=r"valid.en: line 6 is not UTF-8"):
+        prepare_corpus(str(raw), str(tmp_path / "p"), "de", "en", _settings())

@@ -181,14 +181,14 @@ def test_wmt14_prepare_offline(tmp_path):
                                                       "training/europarl-v7.de-en.de": "\n".join(de[:100]) + "\n"})
     _tgz(arch / "training-parallel-commoncrawl.tgz", {"commoncrawl.de-en.en": "\n".join(en[100:200]) + "\n",
                                                       "commoncrawl.de-en.de": "\n".join(de[100:200]) + "\n"})
-    _tgz(arch / "training-parallel-nc-v9.tgz", {"training/news-commentary-v9.de-en.en": "\n".join(en[200:]) + "\n",
-                                                "training/news-commentary-v9.de-en.de": "\n".join(de[200:]) + "\n"})
+    _tgz(arch / "training-parallel-nc-v12.tgz", {"training/news-commentary-v12.de-en.en": "\n".join(en[200:]) + "\n",
+                                                "training/news-commentary-v12.de-en.de": "\n".join(de[200:]) + "\n"})
     _tgz(arch / "dev.tgz", {f"dev/newstest2013.{l}": "\n".join(_sample("valid", l, 30)) + "\n" for l in ("en", "de")})
     _tgz(arch / "test-full.tgz", {"test-full/newstest2014-deen-src.en.sgm": _xml(_sample("test", "en", 40)),
                                   "test-full/newstest2014-deen-ref.de.sgm": _xml(_sample("test", "de", 40))})
     _run("scripts/prepare_wmt14.sh", data)
     assert len((data / "raw" / "train.en").read_text(encoding="utf-8").splitlines()) == 300
     assert len((data / "prep" / "bpe" / "test.de").read_text(encoding="utf-8").splitlines()) == 40
-    tok = (data / "prep" / "tok" / "train.raw.de").read_text(encoding="utf-8")
+    tok = (data / "prep" / "tok" / "train.tok.de").read_text(encoding="utf-8")
     assert "@-@" in tok and any(c.isupper() for c in tok)  # -a hyphen splitting, true case kept
     assert (data / "bin" / "train.en-de.en.bin").exists()
