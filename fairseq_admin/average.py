@@ -6,7 +6,7 @@ profile file), keeps the rest of the newest checkpoint, and writes the result at
 import collections
 import os
 import re
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -14,16 +14,27 @@ from .errors import AdminError
 from .files import atomic_write
 
 
-def last_epoch_checkpoints(folder: str, count: int) -> List[str]:
-    """The ``count`` checkpoints with the highest epoch numbers (checkpointN.pt) in ``folder``."""
+def last_epoch_checkpoints(folder: str, count: int, upper_epoch: Optional[int] = None,
+                           allow_fewer: bool = False) -> List[str]:
+    """The ``count`` epoch checkpoints (checkpointN.pt) of ``folder`` with the highest N <= ``upper_epoch``
+    (the reference averages epochs 81-90 of IWSLT14, 91-100 of WMT14). Fewer than ``count`` found is an
+    error unless ``allow_fewer``."""
+    if count < 1:
+        raise AdminError(f"--last must be at least 1, got {count}")
     if not os.path.isdir(folder):
         raise AdminError(f"no checkpoint folder {folder}")
-    found = sorted(((int(m.group(1)), f) for f in os.listdir(folder)
-                    if (m := re.fullmatch(r"checkpoint(\d+)\.pt", f))), reverse=True)
-    if not found:
+    epochs = sorted((int(m.group(1)) for f in os.listdir(folder) if (m := re.fullmatch(r"checkpoint(\d+)\.pt", f))),
+                    reverse=True)
+    if not epochs:
         raise AdminError(f"no epoch checkpoints (checkpointN.pt) in {folder}: train without "
                          "--no-epoch-checkpoints to average them")
-    return [os.path.join(folder, f) for _, f in found[:count]]
+    chosen = [e for e in epochs if upper_epoch is None or e <= upper_epoch][:count]
+    if len(chosen) < count and not allow_fewer:
+        bound = f" up to epoch {upper_epoch}" if upper_epoch is not None else ""
+        raise AdminError(f"{folder} has {len(chosen)} epoch checkpoint(s){bound} "
+                         f"({', '.join(map(str, sorted(chosen))) or 'none'}), not the {count} asked for: train longer, "
+                         "or pass --allow-fewer to average what is there")
+    return [os.path.join(folder, f"checkpoint{e}.pt") for e in sorted(chosen)]
 
 
 def average_checkpoints(paths: List[str], output: str) -> None:

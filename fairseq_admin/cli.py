@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("average", help="average the last N epoch checkpoints (ω included)")
     s.add_argument("checkpoint_dir")
     s.add_argument("--last", type=int, default=10, help="how many epoch checkpoints (default 10)")
+    s.add_argument("--upper-epoch", type=int, help="only epochs up to this one (the reference: IWSLT14 90, "
+                                                   "WMT14 100, i.e. epochs 81-90 / 91-100)")
+    s.add_argument("--allow-fewer", action="store_true", help="average fewer than --last if that is all there is")
     s.add_argument("--output", required=True)
     s.set_defaults(func=cmd_average)
 
@@ -136,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_average(args) -> None:
     from .average import average_checkpoints, last_epoch_checkpoints
 
-    paths = last_epoch_checkpoints(args.checkpoint_dir, args.last)
+    paths = last_epoch_checkpoints(args.checkpoint_dir, args.last, args.upper_epoch, args.allow_fewer)
     average_checkpoints(paths, args.output)
     logger.info(f"averaged {len(paths)} checkpoints ({', '.join(os.path.basename(p) for p in paths)}) "
                 f"into {args.output}")

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import shlex
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .errors import AdminError
 
@@ -43,7 +43,7 @@ def batch_split(reference_gpus: int, tokens_per_gpu: int, gpus: int) -> Tuple[in
 
 
 def train_command(recipe: Dict, variant: str, data: str, save_dir: str, gpus: int = 1, cpu: bool = False,
-                  user_dir: str = "", extra: List[str] = ()) -> List[str]:
+                  user_dir: str = "", extra: List[str] = (), seed: Optional[int] = None) -> List[str]:
     """The fairseq-train command line of one variant (``gpus`` processes, or the CPU)."""
     v, t = variant_of(recipe, variant), recipe["train"]
     tokens, update_freq = batch_split(t["reference_gpus"], t["max_tokens_per_gpu"], 1 if cpu else gpus)
@@ -62,16 +62,19 @@ def train_command(recipe: Dict, variant: str, data: str, save_dir: str, gpus: in
             "--label-smoothing", str(t["label_smoothing"]), "--dropout", str(t["dropout"]),
             "--attention-dropout", str(t["attention_dropout"]), "--activation-dropout", str(t["activation_dropout"]),
             "--weight-decay", str(t["weight_decay"]), "--max-tokens", str(tokens), "--update-freq", str(update_freq),
-            "--max-update", str(t["max_update"]), "--seed", str(t["seed"]), "--save-dir", save_dir,
+            "--max-update", str(t["max_update"]), "--seed", str(seed or t["seed"]), "--save-dir", save_dir,
             "--log-format", "simple", "--log-interval", "100"]
-    if "stop_min_lr" in t:
+    if "stop_min_lr" in t:  # fairseq 0.8's --min-lr: stop when the lr falls below it
         cmd += ["--stop-min-lr", str(t["stop_min_lr"])]
+    if t.get("keep_last_epochs"):  # keeps the disk bounded; the averaged epochs must be among them
+        cmd += ["--keep-last-epochs", str(t["keep_last_epochs"])]
     if cpu:
         cmd += ["--cpu"]
     else:
         cmd += ["--distributed-world-size", str(gpus)]
-        if t.get("fp16"):
-            cmd += ["--fp16"]
+        if t.get("fp16"):  # with the reference's loss-scale settings
+            cmd += ["--fp16", "--fp16-scale-window", str(t["fp16_scale_window"]),
+                    "--threshold-loss-scale", str(t["threshold_loss_scale"])]
     return cmd + list(extra)
 
 
@@ -112,6 +115,9 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default="DATA")
     p.add_argument("--save-dir", default="SAVE_DIR")
     p.add_argument("--checkpoint", help="for --step generate")
+    p.add_argument("--seed", type=int, help="train with this seed (default: the recipe's first)")
+    p.add_argument("--profile", help="the Admin profile file (default SAVE_DIR/admin_profile.json); the "
+                                     "profile step always uses the recipe's first seed, as the reference")
     p.add_argument("--gpus", type=int, default=1)
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--extra", default="", help="more fairseq-train (or -generate) arguments, one shell-quoted string")
@@ -147,27 +153,37 @@ def run(args) -> None:
 def step_command(recipe: Dict, args, step: str) -> List[str]:
     """The fairseq-train command of the profile or train step of ``args.variant``."""
     extra = shlex.split(args.extra)
-    profile = os.path.join(args.save_dir, "admin_profile.json")
+    profile = getattr(args, "profile", None) or os.path.join(args.save_dir, "admin_profile.json")
     admin = variant_of(recipe, args.variant).get("admin")
+    seed = getattr(args, "seed", None)
     if step == "profile":
         if not admin:
             raise AdminError(f"{args.variant} is not an Admin variant: nothing to profile")
         extra += ["--admin-profile-only", "--admin-profile", profile]
+        seed = seeds_of(recipe)[0]  # one profile, made with the first seed, shared by every seed
     elif admin:
         extra += ["--admin-profile", profile]
     # the paper profiles in a single process on one GPU's batch: the profile step runs alone
     gpus = 1 if step == "profile" else args.gpus
-    return train_command(recipe, args.variant, args.data, args.save_dir, gpus, args.cpu, extra=extra)
+    return train_command(recipe, args.variant, args.data, args.save_dir, gpus, args.cpu, extra=extra, seed=seed)
+
+
+def seeds_of(recipe: Dict) -> List[int]:
+    t = recipe["train"]
+    return list(t.get("seeds") or [t["seed"]])
 
 
 def shell_env(recipe: Dict, args) -> str:
     """Shell assignments with everything scripts/run_recipe.sh needs (one start of Python)."""
     v = variant_of(recipe, args.variant)
+    avg = recipe.get("average", {})
     env = {
         "admin": "true" if v.get("admin") else "false",
         "profile_cmd": shlex.join(step_command(recipe, args, "profile")) if v.get("admin") else "",
         "train_cmd": shlex.join(step_command(recipe, args, "train")),
-        "average_last": str(recipe.get("average_last_epochs", 10)),
+        "seeds": " ".join(map(str, seeds_of(recipe))),
+        "average_last": str(avg.get("last_epochs", 10)),
+        "average_upper": str(avg.get("upper_epoch", "")),
         "target_lang": recipe["target_lang"],
         "lowercase": "true" if recipe.get("prepare", {}).get("lowercase") else "false",
         "compound_split": "true" if recipe.get("score", {}).get("compound_split") else "false",

@@ -3,37 +3,54 @@
 - tokenized BLEU: what fairseq-generate --remove-bpe prints (the paper's numbers);
 - sacreBLEU: hypotheses detokenized (sacremoses) against the raw, untokenized references, with
   sacreBLEU's signature;
-- compound-split BLEU (WMT En-De): tokenized BLEU after splitting hyphenated compounds into
-  ``a ##AT##-##AT## b`` in hypotheses and references, as the Transformer papers report.
+- compound-split BLEU (WMT En-De): exactly fairseq's examples/scaling_nmt compound_split_bleu.sh:
+  every ``X-Y`` with non-space on both sides becomes ``X ##AT##-##AT## Y`` (one pass) in hypotheses and
+  references, then plain tokenized BLEU. Not in the Admin reference, which reports tokenized BLEU.
+
+Several outputs (one per seed) give each file's scores and the mean ± sample std of tokenized BLEU.
+An output that does not cover its whole test set (cut off, or ids missing) is refused.
 """
+import math
+import os
 import re
-from typing import Dict, List, Optional, Tuple
+import statistics
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import AdminError
+from .files import read_lines
 
 
 def read_generate_output(path: str) -> Tuple[List[int], List[str], List[str], Optional[str]]:
-    """(line ids, hypotheses, references) in corpus order from fairseq-generate's H-/T- lines, and
-    its BLEU line. Ids are line numbers of the generated subset (fairseq skips empty source lines)."""
+    """(sentence ids, best hypotheses, references) in corpus order from fairseq-generate's H-/T- lines,
+    and its BLEU line. With --nbest > 1 the first H- line of an id (fairseq's best) is taken. A file
+    without generate's final BLEU line was cut off: refused."""
     hyps, refs, bleu = {}, {}, None
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    try:
+        for line in read_lines(path):
             if line.startswith("H-"):
-                idx, _, text = line.rstrip("\n").split("\t", 2)
-                hyps[int(idx[2:])] = text
+                idx, _, text = (line.split("\t", 2) + ["", ""])[:3]
+                hyps.setdefault(int(idx[2:]), text)  # n-best: keep the best (first) hypothesis
             elif line.startswith("T-"):
-                idx, text = (line.rstrip("\n").split("\t", 1) + [""])[:2]
+                idx, text = (line.split("\t", 1) + [""])[:2]
                 refs[int(idx[2:])] = text
             elif line.startswith("Generate ") and "BLEU" in line:
                 bleu = line.strip()
+    except FileNotFoundError:
+        raise AdminError(f"no file {path}: pass a fairseq-generate output")
+    except ValueError:
+        raise AdminError(f"{path}: an H-/T- line without a sentence number: is it fairseq-generate output?")
     if not hyps:
         raise AdminError(f"{path} has no H- lines: is it fairseq-generate output?")
+    if bleu is None:
+        raise AdminError(f"{path} is incomplete ({len(hyps)} hypotheses, no final 'Generate ... BLEU' line): "
+                         "it was cut off; rerun fairseq-generate to the end")
     order = sorted(hyps)
     return order, [hyps[i] for i in order], [refs.get(i, "") for i in order], bleu
 
 
 def split_compounds(line: str) -> str:
-    return re.sub(r"(\S)-(\S)", r"\1 ##AT##-##AT## \2", line.replace(" @-@ ", "-"))
+    """fairseq's compound split: perl -ple 's{(\\S)-(\\S)}{$1 ##AT##-##AT## $2}g' (one pass)."""
+    return re.sub(r"(\S)-(\S)", r"\1 ##AT##-##AT## \2", line)
 
 
 def tokenized_bleu(hyps: List[str], refs: List[str]):
@@ -48,11 +65,18 @@ def score(generate_out: str, raw_refs: Optional[str] = None, target_lang: str = 
     from sacremoses import MosesDetokenizer
 
     ids, hyps, refs, fairseq_line = read_generate_output(generate_out)
-    out = {"tokenized BLEU (fairseq-generate --remove-bpe)":
-           fairseq_line.split(": ", 1)[-1] if fairseq_line else f"{tokenized_bleu(hyps, refs).score:.2f}"}
+    out = {"tokenized BLEU (fairseq-generate --remove-bpe)": fairseq_line.split(": ", 1)[-1]}
+    total = len(list(read_lines(raw_refs))) if raw_refs and os.path.exists(raw_refs) else ids[-1] + 1
+    missing = sorted(set(range(total)) - set(ids))
+    if missing:  # fairseq-generate skips some inputs (e.g. too long): the score is not over the whole set
+        out["COVERAGE WARNING"] = (f"only {len(ids)} of {total} sentences translated (missing ids "
+                                   f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}): "
+                                   "these scores are not over the whole test set")
     if raw_refs:
-        with open(raw_refs, encoding="utf-8") as f:
-            raw = [line.rstrip("\n") for line in f]
+        try:
+            raw = list(read_lines(raw_refs))
+        except FileNotFoundError:
+            raise AdminError(f"no file {raw_refs}: pass the raw reference of the generated subset")
         if ids[-1] >= len(raw):
             raise AdminError(f"{raw_refs} has {len(raw)} lines but {generate_out} translates line "
                              f"{ids[-1]}: pass the raw reference of the generated subset")
@@ -64,19 +88,40 @@ def score(generate_out: str, raw_refs: Optional[str] = None, target_lang: str = 
         out[f"{label} (detokenized vs raw reference)"] = f"{result.score:.2f}  {metric.get_signature()}"
     if compound_split:
         split = tokenized_bleu([split_compounds(h) for h in hyps], [split_compounds(r) for r in refs])
-        out["compound-split tokenized BLEU"] = f"{split.score:.2f}"
+        out["compound-split tokenized BLEU (fairseq's compound_split_bleu.sh)"] = f"{split.score:.2f}"
     return out
 
 
+def bleu_value(line: str) -> float:
+    m = re.search(r"BLEU4? = ([\d.]+)", line)
+    if not m:
+        raise AdminError(f"no BLEU in {line!r}")
+    return float(m.group(1))
+
+
+def mean_std(values: Sequence[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else math.nan
+    return f"{statistics.mean(values):.2f} ± {std:.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
 def add_arguments(p) -> None:
-    p.add_argument("generate_out", help="fairseq-generate output (with H-/T- lines)")
+    p.add_argument("generate_out", nargs="+", help="fairseq-generate output(s) (with H-/T- lines); several: one per seed")
     p.add_argument("--raw-ref", help="the untokenized reference of the generated subset, for sacreBLEU")
     p.add_argument("--target-lang", default="en", help="for detokenization")
     p.add_argument("--compound-split", action="store_true", help="also the compound-split BLEU (En-De)")
     p.add_argument("--lowercase", action="store_true", help="case-insensitive sacreBLEU (lowercased data)")
+    p.add_argument("--paper", help="the paper's figure, printed next to the mean (e.g. '35.67 ± 0.15')")
 
 
 def run(args) -> None:
-    for label, value in score(args.generate_out, args.raw_ref, args.target_lang, args.compound_split,
-                              args.lowercase).items():
-        print(f"{label}: {value}")
+    tokenized = []
+    for path in args.generate_out:
+        scores = score(path, args.raw_ref, args.target_lang, args.compound_split, args.lowercase)
+        prefix = f"{path}: " if len(args.generate_out) > 1 else ""
+        for label, value in scores.items():
+            print(f"{prefix}{label}: {value}")
+        tokenized.append(bleu_value(scores["tokenized BLEU (fairseq-generate --remove-bpe)"]))
+    if len(tokenized) > 1 or args.paper:
+        seeds = f"mean ± std over {len(tokenized)} seeds" if len(tokenized) > 1 else "one seed"
+        paper = f"   (the paper: {args.paper})" if args.paper else ""
+        print(f"tokenized BLEU, {seeds}: {mean_std(tokenized)}{paper}")

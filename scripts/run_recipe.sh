@@ -1,57 +1,101 @@
 #!/usr/bin/env bash
-# One recipe variant from prepared data to BLEU: profile (Admin) -> train -> average the last epoch
-# checkpoints -> generate -> score. Every step resumes or skips what is done.
-# Usage: scripts/run_recipe.sh CONFIG VARIANT DATA_ROOT [--gpus N | --cpu] [--extra "fairseq-train args"]
-#                              [--gen-extra "fairseq-generate args"]
-#   DATA_ROOT/bin is the binarized data (scripts/prepare_recipe.sh); the run goes to DATA_ROOT/runs/VARIANT.
-#   GPUs: all visible by default (fp16); the effective batch of the reference is kept (update-freq).
+# One recipe variant from prepared data to BLEU, for each seed: profile (Admin, once, with the first
+# seed, shared by all seeds as the reference) -> train -> average the reference's epoch checkpoints ->
+# generate -> score; then tokenized BLEU mean ± std over the seeds next to the paper's figure.
+# Every step resumes or skips what is done; any failing step stops the script with its error shown.
+# Usage: scripts/run_recipe.sh CONFIG VARIANT DATA_ROOT [--gpus N | --cpu] [--seeds "1111 2222"]
+#          [--average-last N] [--extra "fairseq-train args"] [--gen-extra "fairseq-generate args"]
+#   DATA_ROOT/bin is the binarized data (scripts/prepare_recipe.sh); runs go to DATA_ROOT/runs/VARIANT/seedS.
+#   Device: all GPUs torch sees (fp16), with the reference's effective batch (update-freq); --cpu, or no
+#   GPU on the machine, trains on the CPU. A GPU that torch cannot use is an error, never a silent CPU run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-config=${1:?usage: run_recipe.sh CONFIG VARIANT DATA_ROOT [--gpus N|--cpu] [--extra ARGS]}
-variant=${2:?}; data=${3:?}; shift 3
-device=() extra="" gen_extra=""
-gpus=$(python3 -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+usage="usage: run_recipe.sh CONFIG VARIANT DATA_ROOT [--gpus N|--cpu] [--seeds \"S ...\"] [--average-last N] [--extra ARGS] [--gen-extra ARGS]"
+die() { echo "run_recipe.sh: error: $*" >&2; exit 2; }
+[ $# -ge 3 ] || die "$usage"
+config=$1 variant=$2 data=$3; shift 3
+want_gpus="" cpu=false extra="" gen_extra="" seeds_opt="" average_opt=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --gpus) gpus=$2; shift 2 ;;
-    --cpu) gpus=0; shift ;;
-    --extra) extra=$2; shift 2 ;;
-    --gen-extra) gen_extra=$2; shift 2 ;;
-    *) echo "run_recipe.sh: error: unknown option $1 (use --gpus N, --cpu, --extra ARGS or --gen-extra ARGS)" >&2; exit 2 ;;
+    --gpus) [ $# -ge 2 ] || die "--gpus needs a number"; want_gpus=$2; shift 2 ;;
+    --cpu) cpu=true; shift ;;
+    --seeds) [ $# -ge 2 ] || die "--seeds needs a list"; seeds_opt=$2; shift 2 ;;
+    --average-last) [ $# -ge 2 ] || die "--average-last needs a number"; average_opt=$2; shift 2 ;;
+    --extra) [ $# -ge 2 ] || die "--extra needs arguments"; extra=$2; shift 2 ;;
+    --gen-extra) [ $# -ge 2 ] || die "--gen-extra needs arguments"; gen_extra=$2; shift 2 ;;
+    *) die "unknown option $1 ($usage)" ;;
   esac
 done
 source "$ROOT/scripts/setup_env.sh"
 set -euo pipefail
-if [ "$gpus" = 0 ]; then device=(--cpu); else device=(--gpus "$gpus"); fi
-run="$data/runs/$variant"; mkdir -p "$run"
 log() { echo "$(date '+%F %T') | INFO | run_recipe | $*"; }
+
+# the device, decided with the environment's own torch
+if [ "$cpu" = true ]; then
+  gpus=0; log "device: CPU (--cpu)"
+else
+  cuda=$(python -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
+  visible=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU ' || true)
+  if [ -n "$want_gpus" ] && [ "$want_gpus" -gt "$cuda" ]; then
+    die "--gpus $want_gpus asked, but torch $(python -c 'import torch; print(torch.__version__)') sees $cuda usable CUDA GPU(s): install a CUDA build of torch (see README), or pass --cpu"
+  fi
+  if [ "$cuda" = 0 ] && [ "$visible" -gt 0 ]; then
+    die "the machine has $visible NVIDIA GPU(s) but torch $(python -c 'import torch; print(torch.__version__)') cannot use them: install a CUDA build of torch (see README), or pass --cpu to train on the CPU"
+  fi
+  gpus=${want_gpus:-$cuda}
+  if [ "$gpus" = 0 ]; then log "device: CPU (no GPU on this machine)"; else log "device: $gpus CUDA GPU(s), fp16"; fi
+fi
+device=(--cpu); [ "$gpus" = 0 ] || device=(--gpus "$gpus")
+
+run="$data/runs/$variant"; mkdir -p "$run"
+profile="$run/admin_profile.json"
 # one call gives every command and setting of this variant (configs/ hold them all)
-eval "$(fairseq-admin recipe "$config" "$variant" --step env --data "$data/bin" --save-dir "$run" \
-        "${device[@]}" --extra "$extra" 2>/dev/null)"
+recipe_env() {
+  fairseq-admin recipe "$config" "$variant" --step env --data "$data/bin" --save-dir "$1" --seed "$2" \
+    --profile "$profile" "${device[@]}" --extra "$extra"
+}
+env_text=$(recipe_env "$run/seed0" 0)
+eval "$env_text"
+all_seeds=${seeds_opt:-$seeds}
+n_average=${average_opt:-$average_last}
+outs=()
+for seed in $all_seeds; do
+  dir="$run/seed$seed"; mkdir -p "$dir"
+  env_text=$(recipe_env "$dir" "$seed")
+  eval "$env_text"
+  if [ "$admin" = true ] && [ ! -f "$profile" ]; then
+    log "profile (once, seed of the recipe, shared by every seed): $profile_cmd"
+    eval "$profile_cmd"
+  fi
+  log "train seed $seed: $train_cmd"
+  eval "$train_cmd"
 
-if [ "$admin" = true ] && [ ! -f "$run/admin_profile.json" ]; then
-  log "profile: $profile_cmd"; eval "$profile_cmd"
-fi
-log "train: $train_cmd"; eval "$train_cmd"
+  avg="$dir/checkpoint_avg.pt"
+  newest=$(ls -t "$dir"/checkpoint[0-9]*.pt 2>/dev/null | head -1 || true)
+  if [ ! -f "$avg" ] || [ "$newest" -nt "$avg" ]; then
+    upper=(); [ -n "$average_upper" ] && upper=(--upper-epoch "$average_upper")
+    log "average the last $n_average epoch checkpoints${average_upper:+ up to epoch $average_upper} -> $avg"
+    fairseq-admin average "$dir" --last "$n_average" "${upper[@]}" --output "$avg"
+  fi
 
-avg="$run/checkpoint_avg_last$average_last.pt"
-newest=$(ls -t "$run"/checkpoint[0-9]*.pt 2>/dev/null | head -1)
-if [ ! -f "$avg" ] || [ "$newest" -nt "$avg" ]; then
-  log "average the last $average_last epoch checkpoints -> $avg"
-  fairseq-admin average "$run" --last "$average_last" --output "$avg"
-fi
-
-out="$run/generate-test.txt"
-if [ ! -f "$out" ] || [ "$avg" -nt "$out" ]; then
-  gen=(); [ "$gpus" = 0 ] && gen=(--cpu)
-  cmd=$(fairseq-admin recipe "$config" --step generate --data "$data/bin" --checkpoint "$avg" "${gen[@]}" \
-        --extra "$gen_extra" 2>/dev/null)
-  log "generate: $cmd"; eval "$cmd" > "$out.tmp" && mv "$out.tmp" "$out"
-fi
+  out="$dir/generate-test.txt"
+  if [ ! -f "$out" ] || [ "$avg" -nt "$out" ]; then
+    gen=(); [ "$gpus" = 0 ] && gen=(--cpu)
+    cmd=$(fairseq-admin recipe "$config" --step generate --data "$data/bin" --checkpoint "$avg" "${gen[@]}" \
+          --extra "$gen_extra")
+    log "generate: $cmd"
+    eval "$cmd" > "$out.tmp"
+    mv "$out.tmp" "$out"
+  fi
+  outs+=("$out")
+done
 
 score=(--target-lang "$target_lang")
+[ "$paper_bleu" != - ] && score+=(--paper "$paper_bleu")
 [ -f "$data/raw/test.$target_lang" ] && score+=(--raw-ref "$data/raw/test.$target_lang")
 [ "$compound_split" = true ] && score+=(--compound-split)
 [ "$lowercase" = true ] && score+=(--lowercase)
-echo "== $variant ($(basename "$config" .json)); the paper's BLEU: $paper_bleu"
-fairseq-admin score "$out" "${score[@]}" 2>/dev/null | tee "$run/scores.txt"
+echo "== $variant ($(basename "$config" .json)), seeds: $all_seeds"
+fairseq-admin score "${outs[@]}" "${score[@]}" > "$run/scores.txt.tmp"
+mv "$run/scores.txt.tmp" "$run/scores.txt"
+cat "$run/scores.txt"

@@ -147,29 +147,59 @@ def test_iwslt14_recipe_end_to_end_offline(tmp_path, monkeypatch):
     _iwslt_archive(data / "archives")
     # the whole driver: prepare, then profile/train/average/generate/score (Admin only, tiny, CPU)
     monkeypatch.setenv("VARIANTS", "admin-6-6")
-    log = _run("scripts/run_iwslt14.sh", data, "--cpu", "--extra", TINY_EXTRA, "--gen-extra", GEN_EXTRA)
+    opts = ["--cpu", "--seeds", "1111", "--average-last", "2", "--extra", TINY_EXTRA, "--gen-extra", GEN_EXTRA]
+    log = _run("scripts/run_iwslt14.sh", data, *opts)
     assert (data / "bin" / ".done").exists() and (data / "archives" / "de-en.tgz.sha256").exists()
     test_en = (data / "raw" / "test.en").read_text(encoding="utf-8").splitlines()
     assert len(test_en) == 50 and test_en[0] == _sample("test", "en", 1)[0].strip()
     train = (data / "prep" / "tok" / "train.clean.de").read_text(encoding="utf-8").splitlines()
     valid = (data / "prep" / "tok" / "valid.clean.de").read_text(encoding="utf-8").splitlines()
-    assert abs(len(valid) - (len(train) + len(valid)) / 23) <= 1  # every 23rd line
+    assert len(valid) == (len(train) + len(valid)) // 23  # lines 23, 46, ...
     assert all(l == l.lower() for l in train) and not any("<url>" in l or "<title>" in l for l in train)
-    run = data / "runs" / "admin-6-6"
-    assert (run / "admin_profile.json").exists() and "--admin-profile-only" in log
+    assert "device: CPU (--cpu)" in log
+    variant = data / "runs" / "admin-6-6"
+    run = variant / "seed1111"
+    assert (variant / "admin_profile.json").exists() and "--admin-profile-only" in log
     assert "tokenized BLEU (fairseq-generate --remove-bpe): BLEU4 = " in log
     assert "case-insensitive sacreBLEU (detokenized vs raw reference):" in log and "nrefs:1|case:lc" in log
+    assert "tokenized BLEU, one seed: " in log and "(the paper: 35.67 ± 0.15)" in log
     # averaging: ω of the average is the mean of the epoch checkpoints' ω
     epochs = sorted(run.glob("checkpoint[0-9]*.pt"))
     assert len(epochs) >= 2
-    avg = torch.load(next(run.glob("checkpoint_avg_last10.pt")), weights_only=False)["model"]
+    avg = torch.load(run / "checkpoint_avg.pt", weights_only=False)["model"]
     key = "decoder.layers.0.ffn_omega.omega"
     mean = sum(torch.load(p, weights_only=False)["model"][key].double() for p in epochs) / len(epochs)
     assert torch.allclose(avg[key].double(), mean, atol=1e-6)
     # a rerun resumes: nothing is redone
-    again = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, "--cpu", "--extra", TINY_EXTRA,
-                 "--gen-extra", GEN_EXTRA)
-    assert "profile:" not in again and "average the last" not in again and "generate:" not in again
+    again = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, *opts)
+    assert "| profile (once" not in again and "average the last" not in again
+    assert "generate:" not in again
+    # a failing generate stops the script with fairseq's error shown, and no score is printed
+    os.remove(run / "generate-test.txt")
+    bad = _run_status("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, *opts[:-1], GEN_EXTRA + " --no-such-flag")
+    assert bad.returncode != 0 and "--no-such-flag" in bad.stderr and "tokenized BLEU" not in bad.stdout
+    assert not (run / "generate-test.txt").exists()
+
+
+def _run_status(*cmd, env=None):
+    return subprocess.run(["bash", *map(str, cmd)], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, **(env or {})))
+
+
+def test_run_recipe_never_falls_back_to_the_cpu_silently(tmp_path):
+    # no CUDA on this machine: asking for a GPU is an error, not a CPU run
+    asked = _run_status("scripts/run_recipe.sh", IWSLT, "admin-6-6", tmp_path, "--gpus", "1")
+    assert asked.returncode == 2 and "--gpus 1 asked, but torch" in asked.stderr and "pass --cpu" in asked.stderr
+    # a GPU the machine has (a stand-in nvidia-smi) but torch cannot use: an error too
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    hidden = _run_status("scripts/run_recipe.sh", IWSLT, "admin-6-6", tmp_path,
+                         env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    assert hidden.returncode == 2 and "1 NVIDIA GPU(s) but torch" in hidden.stderr
+    assert len(hidden.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_wmt14_prepare_offline(tmp_path):
