@@ -69,6 +69,10 @@ def test_every_variant_matches_the_reference_table(config):
             assert float(f["--warmup-init-lr"]) == 1e-7 and float(f["--label-smoothing"]) == 0.1
             assert float(f["--attention-dropout"]) == 0.1 and float(f["--activation-dropout"]) == 0.1
             assert f["--share-all-embeddings"] and f["--fp16"] and f["--seed"] == "1111"
+            # the reference's fp16 loss scaling
+            assert f["--fp16-scale-window"] == "256" and float(f["--threshold-loss-scale"]) == 0.03125
+            # baselines initialised as Admin (the reference's init): one thing differs
+            assert f["--arch"].startswith("admin_" if variant.startswith("admin") else "refinit_"), variant
             assert f["--task"] == ("translation_admin" if variant.startswith("admin") else "translation")
             assert ("--encoder-normalize-before" in f) == variant.startswith("preln")
             depth = variant.rsplit("-", 2)[-2:]
@@ -79,7 +83,12 @@ def test_every_variant_matches_the_reference_table(config):
         assert int(g["--beam"]) == spec["beam"] and float(g["--lenpen"]) == spec["lenpen"]
         assert g["--remove-bpe"] is True
     if recipe["name"] == "wmt14_en_de":
-        assert float(f["--stop-min-lr"]) == 1e-9
+        assert float(f["--stop-min-lr"]) == 1e-9 and f["--keep-last-epochs"] == "10"
+        assert recipe["average"] == {"last_epochs": 10, "upper_epoch": 100}
+        assert recipe["paper_bleu"]["admin-60-12"].startswith("not comparable")
+    else:
+        assert recipe["train"]["seeds"] == [1111, 2222, 3333, 4444, 5555] and "--keep-last-epochs" not in f
+        assert recipe["average"] == {"last_epochs": 10, "upper_epoch": 90}
 
 
 def test_offline_download_names_url_and_folder(tmp_path):
