@@ -53,10 +53,13 @@ LABELS = {
     "deepnorm": "DeepNorm", "admin-f12init": "Admin, fairseq 0.12 init", "postln-f12init": "Post-LN, fairseq 0.12 init",
 }
 
-#: (layers per stack, method, seed) in the order they run: the deep comparison first, two seeds
-RUNS = [(18, m, 1) for m in ("postln", "admin", "preln")] + [(18, m, 2) for m in ("postln", "admin", "preln")] \
-    + [(18, m, 1) for m in ("admin-logn", "deepnorm", "admin-f12init", "postln-f12init")] \
-    + [(6, m, 1) for m in ("postln", "preln", "admin", "admin-logn", "deepnorm")]
+#: (layers per stack, method, seed) in the order they run: the deep comparison and the shallow control
+#: first, then the deep comparison's second seed, then the other methods and the initialisation ablation
+RUNS = [(18, m, 1) for m in ("postln", "admin", "preln")] \
+    + [(6, m, 1) for m in ("postln", "preln", "admin")] \
+    + [(18, m, 2) for m in ("postln", "admin", "preln")] \
+    + [(6, m, 1) for m in ("admin-logn", "deepnorm")] \
+    + [(18, m, 1) for m in ("admin-f12init", "admin-logn", "deepnorm", "postln-f12init")]
 QUICK_RUNS = [(2, m, 1) for m in ("postln", "preln", "admin", "deepnorm")]
 
 
@@ -69,7 +72,8 @@ def train_command(bin_dir, out, layers, method, seed, updates, quick):
     valid_every = 3 if quick else 100
     return ["fairseq-train", bin_dir, "--user-dir", os.path.join(ROOT, "fairseq_admin"), "--task", "translation_admin",
             *METHODS[method], "--encoder-layers", str(layers), "--decoder-layers", str(layers),
-            *(QUICK_WIDTH if quick else WIDTH), *SCHEDULE, "--seed", str(seed), "--max-update", str(updates),
+            *(QUICK_WIDTH if quick else WIDTH), *SCHEDULE, *(["--warmup-updates", "3"] if quick else []),
+            "--seed", str(seed), "--max-update", str(updates),
             "--validate-interval-updates", str(valid_every), "--validate-interval", "1000",
             "--save-interval-updates", str(valid_every), "--keep-interval-updates", "1", "--no-epoch-checkpoints",
             "--save-dir", save, "--admin-log-omega", "2" if quick else "50", "--log-format", "simple",
@@ -233,12 +237,12 @@ def main(argv=None):
     p.add_argument("--bin", default=os.path.join(ROOT, "work", "bench", "bin"), help="binarized data folder")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results-study"))
     p.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
-    p.add_argument("--updates", type=int, default=None, help="updates per run (default 800; quick: 6)")
+    p.add_argument("--updates", type=int, default=None, help="updates per run (default 800; quick: 12)")
     p.add_argument("--only", default="", help="a regex: only runs whose name matches")
-    p.add_argument("--quick", action="store_true", help="2-2 layers, width 32, 6 updates (the tests' mode)")
+    p.add_argument("--quick", action="store_true", help="2-2 layers, width 32, warmup 3, 12 updates (the tests' mode)")
     p.add_argument("--summary", action="store_true", help="only write the table and plots from the logs")
     args = p.parse_args(argv)
-    args.updates = args.updates or (6 if args.quick else 800)
+    args.updates = args.updates or (12 if args.quick else 800)
     runs = [r for r in (QUICK_RUNS if args.quick else RUNS) if re.search(args.only, run_name(*r))]
     os.makedirs(args.out, exist_ok=True)
     if not args.summary:

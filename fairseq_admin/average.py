@@ -11,6 +11,7 @@ from typing import List, Optional
 import torch
 
 from .errors import AdminError
+from .checkpoints import load_checkpoint
 from .files import atomic_write
 
 
@@ -37,16 +38,13 @@ def last_epoch_checkpoints(folder: str, count: int, upper_epoch: Optional[int] =
     return [os.path.join(folder, f"checkpoint{e}.pt") for e in sorted(chosen)]
 
 
-def average_checkpoints(paths: List[str], output: str) -> None:
+def average_checkpoints(paths: List[str], output: str, trust: bool = False) -> None:
     """Average the model parameters of ``paths``; write a loadable fairseq checkpoint to ``output``."""
     if not paths:
         raise AdminError("nothing to average")
     total, newest = collections.OrderedDict(), None
     for path in paths:
-        try:  # fairseq checkpoints hold argparse/omegaconf objects: trusted files only
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, EOFError) as e:
-            raise AdminError(f"cannot read checkpoint {path}: {e}")
+        state = load_checkpoint(path, trust)
         newest = newest or state
         model = state["model"]
         if total and set(model) != set(total):

@@ -45,9 +45,13 @@ def cmd_output_change(args) -> None:
         logger.info(f"wrote {args.plot}")
 
 
+TRUST_HELP = ("load with full pickle (can run code): only for a file you trust that holds types beyond "
+              "those of fairseq checkpoints")
+
+
 def cmd_fold(args) -> None:
     from .fold import fold_checkpoint
-    fold_checkpoint(args.checkpoint, args.output, args.atol)
+    fold_checkpoint(args.checkpoint, args.output, args.atol, args.trust_checkpoint)
 
 
 def cmd_import_profile(args) -> None:
@@ -105,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--upper-epoch", type=int, help="only epochs up to this one (the reference: IWSLT14 90, "
                                                    "WMT14 100, i.e. epochs 81-90 / 91-100)")
     s.add_argument("--allow-fewer", action="store_true", help="average fewer than --last if that is all there is")
+    s.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     s.add_argument("--output", required=True)
     s.set_defaults(func=cmd_average)
 
@@ -128,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("output")
     s.add_argument("--atol", type=float, default=0.0,
                    help="accept first-sublayer ω within this distance of 1 (not exact then)")
+    s.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     s.set_defaults(func=cmd_fold)
 
     s = sub.add_parser("score", help="labelled BLEU scores of a fairseq-generate output")
@@ -140,7 +146,7 @@ def cmd_average(args) -> None:
     from .average import average_checkpoints, last_epoch_checkpoints
 
     paths = last_epoch_checkpoints(args.checkpoint_dir, args.last, args.upper_epoch, args.allow_fewer)
-    average_checkpoints(paths, args.output)
+    average_checkpoints(paths, args.output, args.trust_checkpoint)
     logger.info(f"averaged {len(paths)} checkpoints ({', '.join(os.path.basename(p) for p in paths)}) "
                 f"into {args.output}")
 

@@ -14,8 +14,8 @@ logger = logging.getLogger(__name__)
 
 #: method -> (arch, extra flags); admin-profile is profiled on the batch after it is built
 METHODS = {
-    "postln": ("transformer", []),
-    "preln": ("transformer", ["--encoder-normalize-before", "--decoder-normalize-before"]),
+    "postln": ("refinit_transformer", []),
+    "preln": ("refinit_transformer", ["--encoder-normalize-before", "--decoder-normalize-before"]),
     "admin": ("admin_transformer", ["--admin-init", "profile"]),
     "admin-logn": ("admin_transformer", ["--admin-init", "logn"]),
     "deepnorm": ("admin_transformer", ["--admin-init", "deepnorm"]),

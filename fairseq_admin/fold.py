@@ -14,6 +14,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
+from .checkpoints import load_checkpoint
 from .errors import AdminError
 from .files import atomic_write
 
@@ -64,16 +65,16 @@ def fold_state_dict(model: Dict[str, torch.Tensor], atol: float = 0.0) -> Dict[s
     return out
 
 
-def fold_checkpoint(path: str, output: str, atol: float = 0.0) -> None:
+def fold_checkpoint(path: str, output: str, atol: float = 0.0, trust: bool = False) -> None:
     """Write ``output``: the checkpoint at ``path`` as a plain fairseq transformer (no plugin needed)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)  # trusted checkpoints only
+    state = load_checkpoint(path, trust)
     state["model"] = fold_state_dict(state["model"], atol)
     state.pop("last_optimizer_state", None)  # refers to the ω parameters that are gone
     cfg = state.get("cfg")
     if cfg is None:
         raise AdminError(f"{path} has no 'cfg': checkpoints of fairseq < 0.10 are not supported")
     model_cfg = cfg["model"]
-    for name in ("admin_init", "admin_omega_fixed", "admin_fix_first_omega"):
+    for name in ("admin_init", "admin_omega_fixed", "admin_fix_first_omega", "weight_init"):
         if hasattr(model_cfg, name):
             delattr(model_cfg, name)
     model_cfg.arch, model_cfg._name = "transformer", "transformer"

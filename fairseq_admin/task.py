@@ -69,8 +69,14 @@ class TranslationAdminTask(TranslationTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if from_checkpoint or not isinstance(model, AdminTransformerModel):
-            return model  # ω comes from the checkpoint; a plain transformer has none
+        if not isinstance(model, AdminTransformerModel):
+            if self.cfg.admin_profile or self.cfg.admin_profile_only:
+                arch = getattr(cfg, "arch", None) or getattr(cfg, "_name", None)
+                raise AdminError(f"--admin-profile/--admin-profile-only need an Admin model, but --arch {arch} has no "
+                                 "ω: use an admin_transformer* architecture, or drop those options")
+            return model  # a plain transformer has no ω
+        if from_checkpoint:
+            return model  # ω comes from the checkpoint
         profiling = model.admin_init == "profile"
         if not profiling and (self.cfg.admin_profile or self.cfg.admin_profile_only):
             raise AdminError(f"--admin-profile/--admin-profile-only need --admin-init profile, "

@@ -15,11 +15,10 @@ if [ ! -f "$_stamp" ]; then
   "$_venv/bin/pip" install -q numpy Cython
   # never with build isolation: fairseq's isolated build would download another (CUDA) torch
   "$_venv/bin/pip" install -q --no-build-isolation fairseq-fixed==0.12.3.1 sacrebleu sacremoses \
-      subword-nmt matplotlib pytest
+      subword-nmt matplotlib tensorboardX pytest
   "$_venv/bin/pip" install -q --no-build-isolation --no-deps -e "$_root"
   touch "$_stamp"
 fi
 # shellcheck disable=SC1091
 source "$_venv/bin/activate"
-export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="${TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD:-1}"
 set +euo pipefail

@@ -15,9 +15,9 @@ TINY = ["--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim",
         "--encoder-attention-heads", "2", "--decoder-attention-heads", "2", "--share-all-embeddings"]
 
 
-def run_cli(module, *args, check=True):
+def run_cli(module, *args, check=True, env=None):
     """Run a fairseq CLI (fairseq_cli.MODULE) or fairseq_admin.cli in a fresh process."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
     proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
                           text=True, env=env, cwd=ROOT)
     if check and proc.returncode != 0:

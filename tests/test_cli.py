@@ -126,6 +126,9 @@ def test_errors_are_one_clear_line(bin_data, tmp_path):
         (["--admin-profile", tmp_path / "missing.json"], "does not exist: create it first"),
         (["--admin-init", "logn", "--admin-profile-only"], "need --admin-init profile"),
         (["--admin-init", "bogus"], "invalid choice: 'bogus'"),
+        # profile options with a model that has no ω: refused, not a silent full training run
+        (["--arch", "transformer", "--admin-profile-only"], "need an Admin model, but --arch transformer"),
+        (["--arch", "refinit_transformer", "--admin-profile", tmp_path / "p.json"], "need an Admin model"),
     ]
     for extra, message in cases:
         proc = run_cli("fairseq_cli.train", *train_args(bin_data, tmp_path / "ck", *extra), check=False)

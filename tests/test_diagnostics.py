@@ -27,13 +27,14 @@ def test_post_ln_output_change_grows_faster_with_depth_than_admin(bin_data):
     growth = {}
     for method in ("postln", "admin"):
         values = []
-        for depth in (1, 6):
+        for depth in (1, 12):
             task, model = build_model(bin_data, method, depth, 32, 64, 2, seed=1)
             sample = batch(task, "valid", 16)
             if method == "admin":
                 profile_model(model, sample, seed=1)
             values.append(output_change(model, sample, 0.01, draws=2))
         growth[method] = values[1] / values[0]
+    # measured: Post-LN 16.6x from 1 to 12 layers, Admin 5.2x (both with the reference init)
     assert growth["postln"] > 1.5 * growth["admin"], growth
 
 
@@ -66,7 +67,10 @@ def test_fold_gives_a_plain_transformer_with_identical_translations(bin_data, tm
     gen = ["--beam", "2", "--max-len-b", "20", "--batch-size", "64"]
     with_plugin = run_cli("fairseq_cli.generate", bin_data, "--user-dir", USER_DIR,
                           "--path", save / "checkpoint_last.pt", *gen).stdout
-    without = run_cli("fairseq_cli.generate", bin_data, "--path", tmp_path / "plain.pt", *gen).stdout
+    # stock fairseq 0.12 has no allowlist: under torch >= 2.6 it loads no checkpoint of its own (they hold
+    # argparse.Namespace) unless trusted explicitly, for this one command, as README says
+    without = run_cli("fairseq_cli.generate", bin_data, "--path", tmp_path / "plain.pt", *gen,
+                      env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}).stdout
     hyps = lambda out: sorted(re.findall(r"^H-\d+\t\S+\t(.*)$", out, re.M))
     assert hyps(with_plugin) and hyps(with_plugin) == hyps(without)
 
