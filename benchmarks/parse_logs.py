@@ -1,6 +1,8 @@
 """Summarise fairseq-train logs (log-format simple): valid loss by update, best valid loss, words/s.
 
     python benchmarks/parse_logs.py NAME=LOG [NAME=LOG ...]
+    python benchmarks/parse_logs.py --ratio BASE=LOG OTHER=LOG [--skip N]
+        words/s of OTHER / BASE over the update intervals both logs hold, the first N (default 1) left out
 """
 import re
 import sys
@@ -27,7 +29,27 @@ def steady_wps(wps):
     return sum(tail) / len(tail) if tail else float("nan")
 
 
+def interval_wps(path):
+    """{num_updates: words/s} of the train_inner lines of a log."""
+    with open(path, errors="replace") as f:
+        return {int(u): float(w) for w, u in re.findall(r"train_inner .*?wps=([\d.]+),.*?num_updates=(\d+)", f.read())}
+
+
+def ratio(base, other, skip=1):
+    (bn, bp), (on, op) = (a.split("=", 1) for a in (base, other))
+    b, o = interval_wps(bp), interval_wps(op)
+    common = sorted(set(b) & set(o))[skip:]
+    if not common:
+        sys.exit("parse_logs: error: the logs have no update interval in common")
+    wb, wo = (sum(x[u] for u in common) / len(common) for x in (b, o))
+    print(f"updates {common[0]}-{common[-1]} ({len(common)} intervals in both): {bn} {wb:,.0f} words/s, "
+          f"{on} {wo:,.0f} words/s, ratio {on}/{bn} {wo / wb:.3f}")
+
+
 def main(argv):
+    if argv and argv[0] == "--ratio":
+        skip = int(argv[argv.index("--skip") + 1]) if "--skip" in argv else 1
+        return ratio(argv[1], argv[2], skip)
     runs = {name: parse(path) for name, path in (a.split("=", 1) for a in argv)}
     print(f"{'run':24} {'valid loss by update':48} {'best':>7} {'wps':>9} diverged")
     for name, r in runs.items():

@@ -1,5 +1,5 @@
 """Single-writer profiling across processes: rank 0 profiles, every rank gets the same ω."""
-from typing import Callable
+from typing import Any, Callable, Dict
 
 import torch.distributed as dist
 
@@ -24,17 +24,15 @@ def barrier() -> None:
         dist.barrier()
 
 
-def run_on_master_and_share(make_profile: Callable[[], Profile]) -> Profile:
-    """Run ``make_profile`` on rank 0 only and broadcast its result (or its error) to every rank.
-
-    Every rank then applies the very same floats, so ω is identical everywhere, bit for bit.
-    """
+def decide_on_master(decide: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+    """Run ``decide`` on rank 0 only and broadcast its result (a dict of plain values) or its error to
+    every rank, so that no rank decides from its own disk (several machines need not share one)."""
     if not _active():
-        return make_profile()
+        return decide()
     payload, failure = [None], None
     if dist.get_rank() == 0:
         try:
-            payload[0] = {"profile": make_profile().to_dict()}
+            payload[0] = {"result": decide()}
         except Exception as e:  # tell the other ranks instead of leaving them waiting
             failure = e
             payload[0] = {"error": str(e) if isinstance(e, AdminError) else f"rank 0 failed to profile: {e!r}"}
@@ -43,4 +41,11 @@ def run_on_master_and_share(make_profile: Callable[[], Profile]) -> Profile:
         raise failure
     if "error" in payload[0]:
         raise AdminError(payload[0]["error"])
-    return profile_from_dict(payload[0]["profile"], "<broadcast from rank 0>")
+    return payload[0]["result"]
+
+
+def run_on_master_and_share(make_profile: Callable[[], Profile]) -> Profile:
+    """Run ``make_profile`` on rank 0 only and give every rank the very same floats (ω identical
+    everywhere, bit for bit)."""
+    shared = decide_on_master(lambda: {"profile": make_profile().to_dict()})
+    return profile_from_dict(shared["profile"], "<broadcast from rank 0>")

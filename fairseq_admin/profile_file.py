@@ -92,10 +92,20 @@ def _stack_from_dict(path: str, name: str, d) -> StackProfile:
     if [(s.layer, s.kind) for s in stats] != expected:
         raise AdminError(f"profile {path}: {name} lists {len(stats)} sublayers, expected "
                          f"{len(expected)} for {stack.layers} layers; {_RECREATE}")
-    for s in stats:
-        if not (isinstance(s.omega, (int, float)) and math.isfinite(s.omega) and s.omega > 0):
-            raise AdminError(f"profile {path}: {name} layer {s.layer} {s.kind} has ω = {s.omega!r}, "
-                             f"not a positive number; {_RECREATE}")
+    return validate_stack(path, name, stack)
+
+
+#: no profiled ω comes near this (ω² is a running sum of variances of LayerNorm outputs and branches)
+MAX_OMEGA = 1e4
+
+
+def validate_stack(path: str, name: str, stack: StackProfile) -> StackProfile:
+    """The one check every profile source passes (JSON, legacy, imported): ω finite, positive, plausible."""
+    for s in stack.sublayers:
+        if isinstance(s.omega, bool) or not isinstance(s.omega, (int, float)) or not math.isfinite(s.omega) \
+                or not 0 < s.omega <= MAX_OMEGA:
+            raise AdminError(f"profile {path}: {name} layer {s.layer} {s.kind} has ω = {s.omega!r}, not a "
+                             f"positive number up to {MAX_OMEGA:g}; {_RECREATE}")
     return stack
 
 
@@ -157,8 +167,8 @@ def import_legacy(path: str, text: str, layers: Optional[Tuple[int, int]] = None
     stacks = []
     for name, values, per in (("encoder", enc, 2), ("decoder", dec, 3)):
         names = sublayer_names(name, len(values) // per)
-        stacks.append(StackProfile(len(values) // per, None,
-                                   [SublayerStat(l, k, v) for (l, k), v in zip(names, values)]))
+        stacks.append(validate_stack(path, name, StackProfile(
+            len(values) // per, None, [SublayerStat(l, k, v) for (l, k), v in zip(names, values)])))
     return Profile(stacks[0], stacks[1], source=f"legacy:{os.path.basename(path)}")
 
 

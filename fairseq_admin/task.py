@@ -24,6 +24,7 @@ from .profile_file import (
     apply_profile,
     check_profile_matches,
     format_table,
+    profile_from_dict,
     read_profile,
     write_profile,
 )
@@ -58,6 +59,9 @@ class TranslationAdminConfig(TranslationConfig):
     skip_remainder_batch: bool = II("optimization.skip_remainder_batch")
     save_dir: str = II("checkpoint.save_dir")
     restore_file: str = II("checkpoint.restore_file")
+    checkpoint_suffix: str = II("checkpoint.checkpoint_suffix")
+    continue_once: Optional[str] = II("checkpoint.continue_once")
+    finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
 
 
 @register_task("translation_admin", dataclass=TranslationAdminConfig)
@@ -101,39 +105,57 @@ class TranslationAdminTask(TranslationTask):
         return self.cfg.admin_profile or os.path.join(self.cfg.save_dir, DEFAULT_PROFILE_NAME)
 
     def resuming(self) -> Optional[str]:
-        """The checkpoint fairseq-train is about to restore (so ω will come from it), if any."""
-        restore = self.cfg.restore_file
-        path = os.path.join(self.cfg.save_dir, restore) if restore == "checkpoint_last.pt" else restore
+        """The checkpoint fairseq-train is about to load (so ω will come from it), if any: decided as
+        fairseq's checkpoint_utils.load_checkpoint decides (checkpoint_last{suffix}.pt in --save-dir,
+        else --continue-once or --finetune-from-model on a first launch; another --restore-file with
+        the suffix)."""
+        cfg, suffix = self.cfg, self.cfg.checkpoint_suffix or ""
+        if cfg.restore_file == "checkpoint_last.pt":
+            path = os.path.join(cfg.save_dir, f"checkpoint_last{suffix}.pt")
+            if not os.path.exists(path):
+                path = cfg.continue_once or cfg.finetune_from_model or path
+        else:
+            path = cfg.restore_file.replace(".pt", suffix + ".pt") if suffix else cfg.restore_file
         return path if os.path.exists(path) else None
 
     def initialize_omegas(self, model: AdminTransformerModel, arch: Optional[str] = None) -> None:
-        if not self.cfg.admin_profile_only:
-            checkpoint = self.resuming()
-            if checkpoint:
-                logger.info(f"resuming from {checkpoint}: ω comes from the checkpoint, not profiling")
-                return
-            if self.cfg.admin_profile:
-                path = self.cfg.admin_profile
-                if not os.path.exists(path):
-                    raise AdminError(
-                        f"--admin-profile {path} does not exist: create it first with "
-                        "--admin-profile-only, or drop --admin-profile to profile in this run")
-                profile = read_profile(path, layers=(len(model.encoder.layers), len(model.decoder.layers)))
-                check_profile_matches(profile, model, path)
-                apply_profile(profile, model)
-                logger.info(f"Admin ω from {path} ({profile.source}):\n{format_table(profile)}")
-                return
-        start = time.perf_counter()
-        profile = distributed.run_on_master_and_share(lambda: self.profile_on_first_batch(model))
-        seconds = time.perf_counter() - start
-        profile.arch = arch
+        # rank 0 decides (resume, profile file or profiling) from its own disk and data, and every rank
+        # applies the very same decision and floats
+        def decide():
+            if not self.cfg.admin_profile_only:
+                checkpoint = self.resuming()
+                if checkpoint:
+                    return {"resume": checkpoint}
+                if self.cfg.admin_profile:
+                    path = self.cfg.admin_profile
+                    if not os.path.exists(path):
+                        raise AdminError(
+                            f"--admin-profile {path} does not exist: create it first with "
+                            "--admin-profile-only, or drop --admin-profile to profile in this run")
+                    profile = read_profile(path, layers=(len(model.encoder.layers), len(model.decoder.layers)))
+                    check_profile_matches(profile, model, path)
+                    return {"file": path, "profile": profile.to_dict()}
+            start = time.perf_counter()
+            profile = self.profile_on_first_batch(model)
+            return {"profile": profile.to_dict(), "seconds": time.perf_counter() - start}
+
+        decision = distributed.decide_on_master(decide)
+        if "resume" in decision:
+            logger.info(f"resuming from {decision['resume']}: ω comes from the checkpoint, not profiling")
+            return
+        profile = profile_from_dict(decision["profile"], decision.get("file", "<profile from rank 0>"))
         apply_profile(profile, model)
+        if "file" in decision:
+            logger.info(f"Admin ω from {decision['file']} ({profile.source}):\n{format_table(profile)}")
+            return
+        profile.arch = arch
         path = self.profile_path()
         if distributed.is_master():
             write_profile(profile, path)
             self.profile_written = True
         logger.info(f"Admin profile ({profile.tokens} tokens, {profile.sentences} sentences, seed "
-                    f"{profile.seed}, {seconds:.2f} s including loading the batch) written to {path}:\n{format_table(profile)}")
+                    f"{profile.seed}, {decision['seconds']:.2f} s including loading the batch) written to "
+                    f"{path}:\n{format_table(profile)}")
 
     def first_training_batch(self, model):
         """The batch that fairseq's trainer will hand rank 0 first (same iterator settings)."""

@@ -87,6 +87,25 @@ def test_resume_keeps_trained_omega(trained, bin_data, tmp_path):
         assert torch.allclose(before[k], after[k], atol=0.01) and not torch.equal(before[k], after[k])
 
 
+@pytest.mark.parametrize("how", ["suffix", "finetune", "continue_once"])
+def test_resume_is_detected_as_fairseq_detects_it(trained, bin_data, tmp_path, how):
+    # every way fairseq-train loads a checkpoint means ω comes from it: no profiling, no profile written
+    save, _ = trained
+    work = tmp_path / "ck"
+    if how == "suffix":
+        shutil.copytree(save, work)
+        os.rename(work / "checkpoint_last.pt", work / "checkpoint_last_x.pt")
+        os.remove(work / "admin_profile.json")
+        extra = ["--checkpoint-suffix", "_x"]
+    else:
+        flag = "--finetune-from-model" if how == "finetune" else "--continue-once"
+        extra = [flag, os.path.join(save, "checkpoint_last.pt")]
+    proc = run_cli("fairseq_cli.train", *train_args(bin_data, work, *extra, updates=14))
+    log = _log(proc)
+    assert "resuming from" in log and "Admin profile (" not in log, log[-3000:]
+    assert not (work / "admin_profile.json").exists()
+
+
 def test_two_step_flow_equals_one_command(trained, bin_data, tmp_path):
     save, _ = trained
     path = tmp_path / "profile.json"

@@ -1,5 +1,7 @@
 """The profile file: round trip, legacy import, validation and rejections, atomic writes."""
 import json
+import subprocess
+import sys
 import os
 
 import pytest
@@ -110,3 +112,18 @@ def test_atomic_write_keeps_the_old_file_on_interruption(tmp_path):
         atomic_write(str(path), broken)
     assert path.read_text() == before
     assert os.listdir(tmp_path) == ["p.json"]
+
+
+@pytest.mark.parametrize("value", ["-1.5", "0", "nan", "inf", "1e300", "1e400"])
+def test_legacy_profiles_get_the_same_checks_as_json(tmp_path, value):
+    # one validation for every source: a bad ω in a legacy file is refused when read and when imported
+    legacy = tmp_path / "profile.ratio.init"
+    values = ["1.0", "1.2", value, "1.5"] + ["1.0", "1.1", "1.3", "1.4", "1.6", "1.7"]
+    idx = [f"{i} {v}" for i, v in enumerate(values[:4], 1)] + [f"{i} {v}" for i, v in enumerate(values[4:], 1)]
+    legacy.write_text("\n".join(idx) + "\n")
+    with pytest.raises(AdminError, match=r"encoder layer 1 self_attn has ω = .*not a positive number up to"):
+        read_profile(str(legacy))
+    proc = subprocess.run([sys.executable, "-m", "fairseq_admin.cli", "import-profile", str(legacy),
+                           str(tmp_path / "out.json")], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("fairseq-admin: error: profile")
+    assert not (tmp_path / "out.json").exists()
