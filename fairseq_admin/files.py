@@ -1,5 +1,6 @@
 """Files: atomic writes (a reader, or an interrupted run, sees the old file or the whole new one), streamed
 line reading, and steps whose outputs are stamped with their inputs and settings."""
+import glob
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
@@ -25,6 +27,17 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """Remove the hidden temporaries (.NAME.*.tmp) that an interrupted atomic write of ``path`` left.
+    Each file has one writer (rank 0, or the single process of a step), so none is in use now."""
+    folder, name = os.path.split(os.path.abspath(path))
+    for leftover in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
+        try:
+            os.unlink(leftover)
+        except FileNotFoundError:
+            pass
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -112,6 +112,11 @@ def test_atomic_write_keeps_the_old_file_on_interruption(tmp_path):
         atomic_write(str(path), broken)
     assert path.read_text() == before
     assert os.listdir(tmp_path) == ["p.json"]
+    # a SIGKILL leaves the temporary behind (no cleanup runs): the next write of that file removes it
+    (tmp_path / ".p.json.abc123.tmp").write_text('{"half')
+    (tmp_path / ".other.json.abc123.tmp").write_text("not ours")
+    write_profile(make_profile(), str(path))
+    assert sorted(os.listdir(tmp_path)) == [".other.json.abc123.tmp", "p.json"]
 
 
 @pytest.mark.parametrize("value", ["-1.5", "0", "nan", "inf", "1e300", "1e400"])
