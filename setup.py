@@ -2,7 +2,10 @@
 
 Install order matters (fairseq-fixed compiles against an installed torch, see README):
     pip install torch==2.13.0 numpy Cython
-    pip install --no-build-isolation -e .
+    pip install --no-build-isolation -e .[fairseq]     # [fairseq]: only where no fairseq is installed
+
+fairseq itself is not a hard requirement, so that an environment which already has one (upstream 0.12.2
+on Python <= 3.10, or a source checkout) keeps it; the extra "fairseq" installs fairseq-fixed.
 """
 from setuptools import setup
 
@@ -15,13 +18,11 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.0",
-        "fairseq-fixed==0.12.3.1",
-        "hydra-core==1.3.2",
-        "omegaconf==2.3.0",
         "sacrebleu>=2.0",
         "sacremoses>=0.1",
         "subword-nmt>=0.3.8",
     ],
-    extras_require={"plot": ["matplotlib>=3.5"], "test": ["pytest>=7"]},
+    extras_require={"fairseq": ["fairseq-fixed==0.12.3.1"], "plot": ["matplotlib>=3.5"],
+                    "tensorboard": ["tensorboardX"], "test": ["pytest>=7"]},
     entry_points={"console_scripts": ["fairseq-admin = fairseq_admin.cli:main"]},
 )

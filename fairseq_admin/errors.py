@@ -23,3 +23,26 @@ def install_excepthook() -> None:
     (fairseq's CLIs do not catch exceptions); every other exception keeps Python's usual traceback."""
     if sys.excepthook is not _excepthook:
         sys.excepthook = _excepthook
+
+
+#: fairseq versions the plugin runs on: upstream 0.12.2 (Python <= 3.10) and later 0.12 builds such as
+#: fairseq-fixed 0.12.3.1; the model and task hooks it uses appeared in 0.12
+SUPPORTED_FAIRSEQ = "0.12.2 or a later 0.12.x (e.g. fairseq-fixed 0.12.3.1)"
+
+
+def check_fairseq_version(version: str = None) -> None:
+    """Raise one clear AdminError if fairseq is missing or not a supported version."""
+    if version is None:
+        try:
+            import fairseq
+        except ImportError:
+            raise AdminError(f"fairseq is not installed: fairseq-admin needs fairseq {SUPPORTED_FAIRSEQ}; "
+                             "pip install --no-build-isolation fairseq-fixed==0.12.3.1 (Python >= 3.11) or "
+                             "fairseq==0.12.2 (Python <= 3.10)")
+        version = getattr(fairseq, "__version__", "unknown")
+    parts = []
+    for piece in version.split("+")[0].split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    if len(parts) < 3 or parts[0] != 0 or parts[1] != 12 or parts[2] < 2:
+        raise AdminError(f"fairseq {version} is not supported: fairseq-admin runs on fairseq {SUPPORTED_FAIRSEQ}")

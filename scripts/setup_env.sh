@@ -1,21 +1,45 @@
 #!/usr/bin/env bash
-# Create (once) the virtual environment .venv with torch, fairseq-fixed and fairseq-admin,
-# in the order that works (fairseq-fixed compiles against an already installed torch).
-# Source it: `source scripts/setup_env.sh`; it activates .venv. PYTHON picks the interpreter.
+# Create (once) the virtual environment .venv with torch, fairseq and fairseq-admin, in the order that
+# works (fairseq-fixed compiles against an already installed torch), then activate it.
+# Source it: `source scripts/setup_env.sh`. Settings (environment variables):
+#   PYTHON                 the interpreter (default python3; 3.10-3.13)
+#   FAIRSEQ_ADMIN_TORCH    cpu | cuda | a pip requirement (default: cuda when nvidia-smi lists a GPU, else cpu)
+#   FAIRSEQ_ADMIN_VENV     the environment's folder (default .venv); one that already imports fairseq
+#                          (upstream 0.12 or a source checkout) keeps it: fairseq-fixed only goes where
+#                          there is no fairseq
+# Decisions are made by scripts/setup_choice.py; a missing prerequisite stops here with one line.
 set -euo pipefail
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _venv="${FAIRSEQ_ADMIN_VENV:-$_root/.venv}"
+_py="${PYTHON:-python3}"
 _stamp="$_venv/.fairseq-admin-$(cksum < "$_root/scripts/setup_env.sh" | cut -d' ' -f1)"
 if [ ! -f "$_stamp" ]; then
-  echo "| setting up $_venv (torch, fairseq-fixed 0.12.3.1, fairseq-admin): a few minutes, once" >&2
-  "${PYTHON:-python3}" -m venv "$_venv"
+  if ! command -v "$_py" > /dev/null; then
+    echo "setup: error: no $_py on PATH: install Python 3.10-3.13 (or set PYTHON=/path/to/python3)" >&2; set +euo pipefail; return 1 2>/dev/null || exit 1
+  fi
+  "$_py" "$_root/scripts/setup_choice.py" python || { set +euo pipefail; return 1 2>/dev/null || exit 1; }
+  _fairseq=install
+  [ -x "$_venv/bin/python" ] && _fairseq=$("$_py" "$_root/scripts/setup_choice.py" fairseq "$_venv/bin/python")
+  if [ "$_fairseq" = install ]; then "$_py" "$_root/scripts/setup_choice.py" prerequisites || { set +euo pipefail; return 1 2>/dev/null || exit 1; }; fi
+  echo "| setting up $_venv (torch, fairseq, fairseq-admin): a few minutes, once" >&2
+  if [ ! -x "$_venv/bin/python" ]; then
+    "$_py" -m venv "$_venv" || { echo "setup: error: '$_py -m venv' failed: install the venv module (Debian/Ubuntu: sudo apt install python3-venv) and rerun" >&2; set +euo pipefail; return 1 2>/dev/null || exit 1; }
+  fi
   "$_venv/bin/pip" install -q --upgrade pip
-  # a pinned torch: an open range would pull a multi-GB CUDA build where a CPU wheel is wanted
-  "$_venv/bin/pip" install -q "torch==${TORCH_VERSION:-2.13.0}"
+  # Python >= 3.12 venvs have no setuptools, which the no-build-isolation installs below need
+  "$_venv/bin/pip" install -q setuptools wheel
+  IFS=$'\t' read -r _torch_label _torch_args < <("$_py" "$_root/scripts/setup_choice.py" torch)
+  echo "| torch: $_torch_label; set FAIRSEQ_ADMIN_TORCH=cpu|cuda|'<pip requirement>' to choose" >&2
+  # shellcheck disable=SC2086  # pip arguments, split on purpose
+  "$_venv/bin/pip" install -q $_torch_args
   "$_venv/bin/pip" install -q numpy Cython
-  # never with build isolation: fairseq's isolated build would download another (CUDA) torch
-  "$_venv/bin/pip" install -q --no-build-isolation fairseq-fixed==0.12.3.1 sacrebleu sacremoses \
-      subword-nmt matplotlib tensorboardX pytest
+  if [ "$_fairseq" = install ]; then
+    # never with build isolation: fairseq's isolated build would download another (CUDA) torch
+    "$_venv/bin/pip" install -q --no-build-isolation fairseq-fixed==0.12.3.1
+  else
+    echo "| fairseq: keeping the installed fairseq ${_fairseq#keep }" >&2
+  fi
+  "$_venv/bin/pip" install -q sacrebleu sacremoses subword-nmt matplotlib tensorboardX pytest
   "$_venv/bin/pip" install -q --no-build-isolation --no-deps -e "$_root"
   touch "$_stamp"
 fi

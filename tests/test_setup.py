@@ -1,0 +1,79 @@
+"""The set-up's decisions (scripts/setup_choice.py) and its one-line stops, without installing anything."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import setup_choice  # noqa: E402
+
+from fairseq_admin import AdminError  # noqa: E402
+from fairseq_admin.errors import check_fairseq_version  # noqa: E402
+
+
+def test_prerequisites_name_what_to_install(tmp_path):
+    assert setup_choice.prerequisites_problem(which=lambda c: "/usr/bin/" + c) is None
+    no_cc = setup_choice.prerequisites_problem(which=lambda c: None)
+    assert "a C++ compiler is missing" in no_cc and "build-essential python3-dev" in no_cc and "gcc-c++ python3-devel" in no_cc
+    no_headers = setup_choice.prerequisites_problem(which=lambda c: "/usr/bin/" + c, include=str(tmp_path))
+    assert "the Python headers (Python.h) is missing" in no_headers
+
+
+def test_a_path_without_a_compiler_stops_the_setup_with_one_line(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("cksum", "cut", "dirname", "python3"):  # what setup_env.sh needs before installing; no compiler
+        os.symlink(sys._base_executable if tool == "python3" else subprocess.check_output(["which", tool], text=True).strip(),
+                   bin_dir / tool)
+    venv = tmp_path / "venv"
+    env = {"PATH": str(bin_dir), "FAIRSEQ_ADMIN_VENV": str(venv), "HOME": str(tmp_path)}
+    proc = subprocess.run(["/bin/bash", "-c", "source scripts/setup_env.sh"], capture_output=True, text=True,
+                          cwd=ROOT, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "setup: error: fairseq-fixed compiles C++ extensions, but a C++ compiler is missing: install them "
+        f"({setup_choice.PACKAGES}) and rerun"]
+    assert not venv.exists()  # stopped before creating anything
+
+
+def test_unsupported_python_is_named():
+    assert "Python 3.9 is not supported" in setup_choice.python_problem((3, 9))
+    assert "Python 3.14 is not supported" in setup_choice.python_problem((3, 14))
+    assert all(setup_choice.python_problem((3, m)) is None for m in (10, 11, 12, 13))
+
+
+def test_torch_choice():
+    pin = f"torch=={setup_choice.TORCH_VERSION}"
+    label, args = setup_choice.torch_choice(override="", gpu=True)
+    assert label.startswith("CUDA build (an NVIDIA GPU is present)") and args == [pin]
+    label, args = setup_choice.torch_choice(override="", gpu=False, cpu_index_reachable=True)
+    assert label == "CPU build (no NVIDIA GPU found)" and args == [pin, "--extra-index-url", setup_choice.CPU_INDEX]
+    label, args = setup_choice.torch_choice(override="", gpu=False, cpu_index_reachable=False)
+    assert label.startswith("CPU build (no NVIDIA GPU found;") and args == [pin]
+    assert setup_choice.torch_choice(override="cuda", gpu=False)[1] == [pin]  # the user's word wins
+    assert setup_choice.torch_choice(override="cpu", gpu=True, cpu_index_reachable=True)[0].startswith("CPU build")
+    assert setup_choice.torch_choice(override="torch==2.5.1 --index-url https://x")[1] == [
+        "torch==2.5.1", "--index-url", "https://x"]
+
+
+def test_an_existing_fairseq_is_kept():
+    # this environment imports fairseq: kept; the base interpreter without it: fairseq-fixed is installed
+    import fairseq
+    assert setup_choice.fairseq_action(sys.executable) == f"keep {fairseq.__version__}"
+    base = subprocess.run([sys._base_executable, "-c", "import fairseq"], capture_output=True)
+    if base.returncode != 0:
+        assert setup_choice.fairseq_action(sys._base_executable) == "install"
+
+
+@pytest.mark.parametrize("version,ok", [("0.12.2", True), ("0.12.3.1", True), ("0.12.1", False),
+                                        ("0.10.2", False), ("1.0.0a0+e3c4282", False)])
+def test_fairseq_version_check(version, ok):
+    if ok:
+        check_fairseq_version(version)
+    else:
+        with pytest.raises(AdminError, match=re.escape(f"fairseq {version} is not supported: fairseq-admin runs on fairseq 0.12.2")):
+            check_fairseq_version(version)
