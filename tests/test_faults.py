@@ -1,0 +1,93 @@
+"""Fault injection: SIGKILL a step of the chain in the middle of its work, rerun it, and the final outputs
+are identical to those of an uninterrupted run (checksums; training: every parameter equal)."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from conftest import ROOT, SAMPLE, train_args
+from fairseq_admin.checkpoints import load_checkpoint
+
+
+def _run_killed_when(cmd, ready, timeout=300, env=None):
+    """Start ``cmd``; SIGKILL its whole process group as soon as ``ready()`` holds. The step must really
+    have been killed (not have finished first), else the test would inject nothing."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None, f"{cmd} ended (exit {proc.returncode}) before the fault could be injected"
+        assert time.time() < deadline, "timed out waiting for the kill point"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _run(cmd):
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def _checksums(folder, skip=("preprocess.log",)):
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name not in skip and not name.endswith(".stamp"):
+                path = os.path.join(root, name)
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def _hidden_tmp(folder):
+    return lambda: os.path.isdir(folder) and any(n.startswith(".") and n.endswith(".tmp") for n in os.listdir(folder))
+
+
+def test_killed_prepare_and_binarize_rerun_to_identical_outputs(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for split, n in (("train", 6000), ("valid", 100), ("test", 100)):
+        for lang in ("de", "en"):
+            with open(os.path.join(SAMPLE, f"{split}.{lang}"), encoding="utf-8") as f:
+                (raw / f"{split}.{lang}").write_text("".join(next(f) for _ in range(n)), encoding="utf-8")
+    cmd = lambda out: ["bash", "scripts/prepare_custom.sh", str(raw), str(out), "de", "en", "1000", "--lowercase"]
+    clean = tmp_path / "clean"
+    _run(cmd(clean))
+    out = tmp_path / "faulty"
+    # killed while tokenizing the training text, then while fairseq-preprocess writes, each time rerun
+    _run_killed_when(cmd(out), _hidden_tmp(out / "prep" / "tok"))
+    _run(cmd(out))
+    os.remove(out / "bin" / ".done")  # make binarize run again, then kill it in the middle
+    _run_killed_when(cmd(out), lambda: (out / "bin.tmp" / "dict.de.txt").exists())
+    _run(cmd(out))
+    for part in ("prep", "bin"):
+        expected, got = _checksums(clean / part), _checksums(out / part)
+        assert got == expected and len(expected) > 10, set(got) ^ set(expected)
+    assert not any(n.endswith(".tmp") for _, _, files in os.walk(out) for n in files)
+
+
+def test_killed_training_resumes_to_the_same_parameters(bin_data, tmp_path):
+    extra = ["--save-interval-updates", "8", "--no-epoch-checkpoints", "--cpu"]
+    cmd = lambda save: [sys.executable, "-m", "fairseq_cli.train", *train_args(bin_data, str(save), *extra, updates=16)]
+    clean, faulty = tmp_path / "clean", tmp_path / "faulty"
+    _run(cmd(clean))
+    # killed after its first mid-epoch checkpoint (update 8), then rerun: resumes there, not re-profiled
+    _run_killed_when(cmd(faulty), lambda: (faulty / "checkpoint_last.pt").exists())
+    profile = (faulty / "admin_profile.json").read_bytes()
+    _run(cmd(faulty))
+    assert (faulty / "admin_profile.json").read_bytes() == profile  # not re-profiled on resume
+
+    def content(path):  # all but the creation time
+        return {k: v for k, v in json.loads(path.read_text()).items() if k != "created"}
+    assert content(faulty / "admin_profile.json") == content(clean / "admin_profile.json")
+    a, b = load_checkpoint(str(clean / "checkpoint_last.pt")), load_checkpoint(str(faulty / "checkpoint_last.pt"))
+    assert a["extra_state"]["train_iterator"]["iterations_in_epoch"] == b["extra_state"]["train_iterator"]["iterations_in_epoch"]
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
