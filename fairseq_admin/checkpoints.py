@@ -54,8 +54,8 @@ def refused_global(exc: BaseException) -> str:
     """The type named by torch's weights-only refusal, or '' if ``exc`` is not one."""
     if not isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" not in str(exc):
         return ""
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc)) or re.search(r"GLOBAL ([\w.]+)", str(exc))
-    return m.group(1) if m else "an unsupported object"
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    return m.group(1) if m else ""
 
 
 def load_checkpoint(path: str, trust: bool = False):
@@ -71,7 +71,8 @@ def load_checkpoint(path: str, trust: bool = False):
         if name:
             raise AdminError(f"{path} was refused: it holds {name}, which fairseq checkpoints do not contain "
                              f"and whose loading could run code; {TRUST_HINT}")
-        raise AdminError(f"{path} is not a readable checkpoint ({e}): is the file complete?")
-    except (RuntimeError, EOFError, OSError) as e:
-        raise AdminError(f"{path} is not a readable checkpoint ({str(e).splitlines()[0][:200]}): it is "
-                         "truncated or not a torch file; use another one (e.g. --restore-file checkpoint_best.pt)")
+        raise AdminError(f"{path} is not a readable checkpoint: it is truncated or not a torch file; use "
+                         "another one (e.g. --restore-file checkpoint_best.pt)")
+    except (RuntimeError, EOFError, OSError):
+        raise AdminError(f"{path} is not a readable checkpoint: it is truncated or not a torch file; use "
+                         "another one (e.g. --restore-file checkpoint_best.pt)")

@@ -114,8 +114,11 @@ def read_profile(path: str, layers: Optional[Tuple[int, int]] = None) -> Profile
     to split a bare-values legacy file)."""
     if not os.path.isfile(path):
         raise AdminError(f"profile {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise AdminError(f"profile {path} is not text (not UTF-8): pass a JSON or legacy profile; {_RECREATE}")
     if not text.strip():
         raise AdminError(f"profile {path} is empty; {_RECREATE}")
     if text.lstrip().startswith("{"):

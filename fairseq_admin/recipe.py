@@ -18,7 +18,7 @@ def load_recipe(path: str) -> Dict:
             recipe = json.load(f)
     except FileNotFoundError:
         raise AdminError(f"no recipe {path}: see configs/ for the recipes")
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AdminError(f"recipe {path} is not valid JSON: {e}")
     for key in ("name", "source_lang", "target_lang", "train", "variants", "generate"):
         if key not in recipe:

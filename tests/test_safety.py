@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT, USER_DIR, run_cli
@@ -62,3 +63,23 @@ def test_importing_the_plugin_switches_no_safety_off():
     env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", ["show", "import-profile", "fold", "average", "score", "recipe"])
+@pytest.mark.parametrize("content", [b"\xff\xfe not utf-8\n", b"", "truncated"])
+def test_garbage_files_get_one_line_naming_them(tmp_path, capsys, command, content):
+    from fairseq_admin.cli import main
+
+    path = tmp_path / "checkpoint1.pt"
+    if content == "truncated":  # the first half of a real torch file
+        torch.save({"model": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(content)
+    args = {"show": [path], "import-profile": [path, tmp_path / "o.json"], "fold": [path, tmp_path / "o.pt"],
+            "average": [tmp_path, "--last", "1", "--output", tmp_path / "o.pt"], "score": [path],
+            "recipe": [path, "admin-6-6"]}[command]
+    assert main([command, *map(str, args)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fairseq-admin: error:") and str(path) in err[0], err
+    assert not (tmp_path / "o.json").exists() and not (tmp_path / "o.pt").exists()
