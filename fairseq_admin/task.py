@@ -71,6 +71,11 @@ class TranslationAdminTask(TranslationTask):
     cfg: TranslationAdminConfig
     profile_written = False  # whether this process wrote the profile file
 
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        check_data_folder(cfg)
+        return super().setup_task(cfg, **kwargs)
+
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         if not isinstance(model, AdminTransformerModel):
@@ -217,3 +222,21 @@ def log_omega_stats(model) -> None:
             omega = torch.cat([s.omega.detach().float().flatten() for s in model.residual_scales(stack)])
             for stat, value in (("mean", omega.mean()), ("min", omega.min()), ("max", omega.max())):
                 metrics.log_scalar(f"omega_{short}_{stat}", value.item(), weight=0, round=3)
+
+
+def check_data_folder(cfg) -> None:
+    """One clear error for a missing or empty binarized data folder, before fairseq's own traceback."""
+    from fairseq.data import data_utils
+
+    paths = utils.split_paths(cfg.data) if cfg.data else []
+    how = "binarize your corpus with fairseq-preprocess (e.g. scripts/binarize.sh) and pass that folder"
+    if not paths or not os.path.isdir(paths[0]):
+        raise AdminError(f"data folder {cfg.data!r} does not exist: {how}")
+    src, tgt = cfg.source_lang, cfg.target_lang
+    if src is None or tgt is None:
+        src, tgt = data_utils.infer_language_pair(paths[0])
+        if src is None or tgt is None:
+            raise AdminError(f"{paths[0]} holds no binarized translation data (no *.src-tgt.*.idx files): {how}")
+    for lang in (src, tgt):
+        if not os.path.isfile(os.path.join(paths[0], f"dict.{lang}.txt")):
+            raise AdminError(f"{paths[0]} has no dict.{lang}.txt: {how}")

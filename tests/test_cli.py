@@ -156,6 +156,9 @@ def test_errors_are_one_clear_line(bin_data, tmp_path):
     write_profile(make_profile(dim=48), str(wide))
     proc = run_cli("fairseq_cli.train", *train_args(bin_data, tmp_path / "ck", "--admin-profile", wide), check=False)
     assert re.search(r"made for encoder 2 layers x 48 dims.*this model has encoder 2 layers x 32", _error_line(proc))
+    for data, message in ((tmp_path / "nowhere", "does not exist: binarize"), (tmp_path, "holds no binarized")):
+        proc = run_cli("fairseq_cli.train", *train_args(str(data), tmp_path / "ck3"), check=False)
+        assert message in _error_line(proc)
     no_train = tmp_path / "no_train"
     shutil.copytree(bin_data, no_train)
     for f in os.listdir(no_train):
