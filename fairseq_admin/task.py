@@ -62,6 +62,7 @@ class TranslationAdminConfig(TranslationConfig):
     checkpoint_suffix: str = II("checkpoint.checkpoint_suffix")
     continue_once: Optional[str] = II("checkpoint.continue_once")
     finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
+    ddp_backend: str = II("distributed_training.ddp_backend")
 
 
 @register_task("translation_admin", dataclass=TranslationAdminConfig)
@@ -140,6 +141,11 @@ class TranslationAdminTask(TranslationTask):
                     profile = read_profile(path, layers=(len(model.encoder.layers), len(model.decoder.layers)))
                     check_profile_matches(profile, model, path)
                     return {"file": path, "profile": profile.to_dict()}
+            if self.cfg.ddp_backend == "fully_sharded":
+                # rank 0's lone forward would need every rank's shards of the FSDP-wrapped layers: a hang
+                raise AdminError("profiling cannot run under --ddp-backend fully_sharded: profile first in one "
+                                 "process (same model, --admin-profile-only --admin-profile FILE, another "
+                                 "--ddp-backend), then train with --admin-profile FILE")
             start = time.perf_counter()
             profile = self.profile_on_first_batch(model)
             return {"profile": profile.to_dict(), "seconds": time.perf_counter() - start}

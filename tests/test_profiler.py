@@ -99,3 +99,16 @@ def test_task_profiles_the_trainers_first_batch(bin_data, tmp_path):
     theirs = next(trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=True))
     assert torch.equal(ours["id"], theirs["id"])
     assert torch.equal(ours["net_input"]["src_tokens"], theirs["net_input"]["src_tokens"])
+
+
+def test_fsdp_profiling_is_refused_and_activation_checkpointing_profiles(bin_data):
+    from fairseq_admin import AdminError
+    with pytest.raises(AdminError, match="profiling cannot run under --ddp-backend fully_sharded"):
+        build(bin_data, "--ddp-backend", "fully_sharded")
+    # --checkpoint-activations wraps every layer: profiling still sees all sublayers, same ω as without
+    _, _, wrapped = build(bin_data, "--checkpoint-activations")
+    _, _, plain = build(bin_data)
+    for stack in ("encoder", "decoder"):
+        a = [s.omega[0].item() for s in wrapped.residual_scales(stack)]
+        b = [s.omega[0].item() for s in plain.residual_scales(stack)]
+        assert a == pytest.approx(b, rel=1e-6) and a[-1] > 1.0
