@@ -47,10 +47,17 @@ METHODS = {
     "deepnorm": ["--arch", "admin_transformer", "--admin-init", "deepnorm"],
     "admin-f12init": ["--arch", "admin_transformer", "--weight-init", "fairseq"],
     "postln-f12init": ["--arch", "refinit_transformer", "--weight-init", "fairseq"],
+    # ablations for the stall seen on the H100 (Admin leaves the plateau, then stops improving)
+    "admin-fixedomega": ["--arch", "admin_transformer", "--admin-omega-fixed"],
+    "admin-warmup2k": ["--arch", "admin_transformer"],
+    "preln-warmup2k": ["--arch", "refinit_transformer", *PRE_LN],
 }
+#: flags that must come after the common schedule (they override it)
+OVERRIDES = {"admin-warmup2k": ["--warmup-updates", "2000"], "preln-warmup2k": ["--warmup-updates", "2000"]}
 LABELS = {
     "postln": "Post-LN", "preln": "Pre-LN", "admin": "Admin (profiled)", "admin-logn": "Admin (logn)",
     "deepnorm": "DeepNorm", "admin-f12init": "Admin, fairseq 0.12 init", "postln-f12init": "Post-LN, fairseq 0.12 init",
+    "admin-fixedomega": "Admin, ω fixed", "admin-warmup2k": "Admin, warmup 2000", "preln-warmup2k": "Pre-LN, warmup 2000",
 }
 
 #: (layers per stack, method, seed) in the order they run: the deep comparison and the shallow control
@@ -60,6 +67,8 @@ RUNS = [(18, m, 1) for m in ("postln", "admin", "preln")] \
     + [(18, m, 2) for m in ("postln", "admin", "preln")] \
     + [(6, m, 1) for m in ("admin-logn", "deepnorm")] \
     + [(18, m, 1) for m in ("admin-f12init", "admin-logn", "deepnorm", "postln-f12init")]
+#: with --ablation: what might explain the H100 stall (learnable vs fixed ω, warmup length), 18-18
+ABLATION_RUNS = [(18, m, 1) for m in ("admin-fixedomega", "admin-warmup2k", "preln-warmup2k")]
 QUICK_RUNS = [(2, m, 1) for m in ("postln", "preln", "admin", "deepnorm")]
 
 
@@ -77,7 +86,7 @@ def train_command(bin_dir, out, layers, method, seed, updates, quick):
             "--validate-interval-updates", str(valid_every), "--validate-interval", "1000",
             "--save-interval-updates", str(valid_every), "--keep-interval-updates", "1", "--no-epoch-checkpoints",
             "--save-dir", save, "--admin-log-omega", "2" if quick else "50", "--log-format", "simple",
-            "--log-interval", "2" if quick else "50", "--num-workers", "0", "--cpu"]
+            "--log-interval", "2" if quick else "50", "--num-workers", "0", "--cpu", *OVERRIDES.get(method, [])]
 
 
 def generate_command(bin_dir, out, layers, method, seed, quick):
@@ -241,9 +250,11 @@ def main(argv=None):
     p.add_argument("--only", default="", help="a regex: only runs whose name matches")
     p.add_argument("--quick", action="store_true", help="2-2 layers, width 32, warmup 3, 12 updates (the tests' mode)")
     p.add_argument("--summary", action="store_true", help="only write the table and plots from the logs")
+    p.add_argument("--ablation", action="store_true", help="also the stall ablations (ω fixed, warmup 2000)")
     args = p.parse_args(argv)
     args.updates = args.updates or (12 if args.quick else 800)
-    runs = [r for r in (QUICK_RUNS if args.quick else RUNS) if re.search(args.only, run_name(*r))]
+    runs = QUICK_RUNS if args.quick else RUNS + (ABLATION_RUNS if args.ablation else [])
+    runs = [r for r in runs if re.search(args.only, run_name(*r))]
     os.makedirs(args.out, exist_ok=True)
     if not args.summary:
         if not os.path.exists(os.path.join(args.bin, "dict.de.txt")):
