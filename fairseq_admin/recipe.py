@@ -63,7 +63,8 @@ def train_command(recipe: Dict, variant: str, data: str, save_dir: str, gpus: in
             "--attention-dropout", str(t["attention_dropout"]), "--activation-dropout", str(t["activation_dropout"]),
             "--weight-decay", str(t["weight_decay"]), "--max-tokens", str(tokens), "--update-freq", str(update_freq),
             "--max-update", str(t["max_update"]), "--seed", str(seed or t["seed"]), "--save-dir", save_dir,
-            "--log-format", "simple", "--log-interval", "100"]
+            "--log-format", "simple", "--log-interval", "100",
+            "--tensorboard-logdir", os.path.join(save_dir, "tensorboard")]
     if "stop_min_lr" in t:  # fairseq 0.8's --min-lr: stop when the lr falls below it
         cmd += ["--stop-min-lr", str(t["stop_min_lr"])]
     if t.get("keep_last_epochs"):  # keeps the disk bounded; the averaged epochs must be among them

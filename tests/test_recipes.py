@@ -169,6 +169,7 @@ def test_iwslt14_recipe_end_to_end_offline(tmp_path, monkeypatch):
     variant = data / "runs" / "admin-6-6"
     run = variant / "seed1111"
     assert (variant / "admin_profile.json").exists() and "--admin-profile-only" in log
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))  # fairseq's tensorboard logs, by default
     assert "tokenized BLEU (fairseq-generate --remove-bpe): BLEU4 = " in log
     assert "case-insensitive sacreBLEU (detokenized vs raw reference):" in log and "nrefs:1|case:lc" in log
     assert "tokenized BLEU, one seed: " in log and "(the paper: 35.67 ± 0.15)" in log
