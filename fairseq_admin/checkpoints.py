@@ -54,7 +54,8 @@ def refused_global(exc: BaseException) -> str:
     """The type named by torch's weights-only refusal, or '' if ``exc`` is not one."""
     if not isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" not in str(exc):
         return ""
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    # torch words it "Unsupported global: GLOBAL x.y ..." or "Trying to load unsupported GLOBAL x.y whose module ..."
+    m = re.search(r"GLOBAL ([\w.]+)", str(exc))
     return m.group(1) if m else ""
 
 
