@@ -14,13 +14,19 @@ def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
     elif refused_global(exc):  # fairseq's own torch.load met a type outside the allowlist
         sys.stderr.write(f"fairseq-admin: error: a checkpoint was refused: it holds {refused_global(exc)}, which "
                          f"fairseq checkpoints do not contain and whose loading could run code; {TRUST_HINT}\n")
+    elif issubclass(exc_type, RuntimeError) and "PytorchStreamReader failed" in str(exc):
+        sys.stderr.write("fairseq-admin: error: a checkpoint is truncated or corrupted (torch cannot read it; "
+                         "the path is in the last 'loading'/'Preparing to load' log line above): if it is the "
+                         "checkpoint_last.pt of an interrupted run, delete it or resume from another one with "
+                         "--restore-file checkpoint_best.pt (or a checkpointN.pt)\n")
     else:
         _previous(exc_type, exc, tb)
 
 
 def install_excepthook() -> None:
-    """Make an uncaught AdminError, or a checkpoint refused by the weights-only loader, print one line
-    (fairseq's CLIs do not catch exceptions); every other exception keeps Python's usual traceback."""
+    """Make an uncaught AdminError, a checkpoint refused by the weights-only loader, or an unreadable
+    (truncated) checkpoint print one line (fairseq's CLIs do not catch exceptions); every other exception
+    keeps Python's usual traceback."""
     if sys.excepthook is not _excepthook:
         sys.excepthook = _excepthook
 

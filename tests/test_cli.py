@@ -106,6 +106,17 @@ def test_resume_is_detected_as_fairseq_detects_it(trained, bin_data, tmp_path, h
     assert not (work / "admin_profile.json").exists()
 
 
+def test_truncated_checkpoint_is_one_line_with_the_way_out(trained, bin_data, tmp_path):
+    save, _ = trained
+    work = tmp_path / "ck"
+    shutil.copytree(save, work)
+    data = (work / "checkpoint_last.pt").read_bytes()
+    (work / "checkpoint_last.pt").write_bytes(data[: len(data) // 2])  # killed while copying, say
+    proc = run_cli("fairseq_cli.train", *train_args(bin_data, work, updates=14), check=False)
+    line = _error_line(proc)
+    assert "checkpoint is truncated or corrupted" in line and "--restore-file checkpoint_best.pt" in line
+
+
 def test_two_step_flow_equals_one_command(trained, bin_data, tmp_path):
     save, _ = trained
     path = tmp_path / "profile.json"
