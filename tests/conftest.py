@@ -26,6 +26,24 @@ def run_cli(module, *args, check=True, env=None):
     return proc
 
 
+def run_killed_when(cmd, ready, timeout=300, env=None):
+    """Start ``cmd`` (in ROOT); SIGKILL its whole process group as soon as ``ready()`` holds. The step must
+    really have been killed (not have finished first), else a fault-injection test would inject nothing."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None, f"{cmd} ended (exit {proc.returncode}) before the fault could be injected"
+        assert time.time() < deadline, "timed out waiting for the kill point"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def train_args(data, save_dir, *extra, updates=12):
     return [data, "--user-dir", USER_DIR, "--task", "translation_admin", "--arch", "admin_transformer",
             *TINY, "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000", "--max-update",

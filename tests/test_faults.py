@@ -3,30 +3,13 @@ are identical to those of an uninterrupted run (checksums; training: every param
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import torch
 
-from conftest import ROOT, SAMPLE, train_args
+from conftest import ROOT, SAMPLE, run_killed_when as _run_killed_when, train_args
 from fairseq_admin.checkpoints import load_checkpoint
-
-
-def _run_killed_when(cmd, ready, timeout=300, env=None):
-    """Start ``cmd``; SIGKILL its whole process group as soon as ``ready()`` holds. The step must really
-    have been killed (not have finished first), else the test would inject nothing."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
-    deadline = time.time() + timeout
-    while not ready():
-        assert proc.poll() is None, f"{cmd} ended (exit {proc.returncode}) before the fault could be injected"
-        assert time.time() < deadline, "timed out waiting for the kill point"
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
 
 
 def _run(cmd):

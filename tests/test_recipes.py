@@ -9,7 +9,7 @@ import tarfile
 import pytest
 import torch
 
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, run_killed_when
 from fairseq_admin import AdminError
 from fairseq_admin.datasets import fetch
 from fairseq_admin.recipe import batch_split, load_recipe, train_command, generate_command
@@ -184,6 +184,14 @@ def test_iwslt14_recipe_end_to_end_offline(tmp_path, monkeypatch):
     again = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, *opts)
     assert "| profile (once" not in again and "average the last" not in again
     assert "generate:" not in again
+    # SIGKILL inside generate, then inside score: each rerun ends with the same translations and scores
+    gen_out, scores = (run / "generate-test.txt").read_bytes(), (variant / "scores.txt").read_bytes()
+    cmd = ["bash", "scripts/run_recipe.sh", IWSLT, "admin-6-6", str(data), *opts]
+    for step, tmp in (("generate", run / "generate-test.txt.tmp"), ("score", variant / "scores.txt.tmp")):
+        os.remove(run / "generate-test.txt") if step == "generate" else os.remove(variant / "scores.txt")
+        run_killed_when(cmd, tmp.exists)
+        _run(*cmd[1:])
+        assert (run / "generate-test.txt").read_bytes() == gen_out and (variant / "scores.txt").read_bytes() == scores
     # a failing generate stops the script with fairseq's error shown, and no score is printed
     os.remove(run / "generate-test.txt")
     bad = _run_status("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, *opts[:-1], GEN_EXTRA + " --no-such-flag")
