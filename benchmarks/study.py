@@ -151,6 +151,10 @@ def bleu_of(path):
     return float(m.group(1)) if m else None
 
 
+def _or_dash(value):
+    return "-" if value is None else value
+
+
 def omega_of(path):
     """Last logged (omega_enc_mean, min, max, omega_dec_mean, min, max) of a run, or None."""
     last = None
@@ -160,6 +164,16 @@ def omega_of(path):
         if m:
             last = tuple(float(g) for g in m.groups())
     return last
+
+
+def omega_curve(path):
+    """[(update, ω enc mean, ω dec mean)] from the train_inner lines of a run's log."""
+    out = []
+    for line in (_read(path) or "").splitlines():
+        m = re.search(r"omega_enc_mean=([\d.]+),.*omega_dec_mean=([\d.]+),.*num_updates=(\d+)", line)
+        if m:
+            out.append((int(m.group(3)), float(m.group(1)), float(m.group(2))))
+    return out
 
 
 def train_loss_at_end(path):
@@ -201,7 +215,7 @@ def summarize(args, runs):
         rows.append(
             f"| {layers}-{layers} | {LABELS[method]} | {seed} | {last[0]}{'' if done else ' (running)'} "
             f"| {last[1]:.2f} | {best:.2f} | {train_loss_at_end(log) or float('nan'):.2f} "
-            f"| {bleu_of(os.path.join(args.out, f'{name}.bleu.txt')) if done else '-'} "
+            f"| {_or_dash(bleu_of(os.path.join(args.out, f'{name}.bleu.txt')))} "
             f"| {'-' if om is None else f'{om[0]:.2f} [{om[1]:.2f}, {om[2]:.2f}] / {om[3]:.2f} [{om[4]:.2f}, {om[5]:.2f}]'} "
             f"| {'-' if ups is None else f'{1 / ups:.2f}'} | {'-' if prof is None else f'{prof:.2f}'} |")
     header = ("| depth | method | seed | updates | valid loss (last) | best valid | train loss (last) | test BLEU "
@@ -211,6 +225,7 @@ def summarize(args, runs):
     _write_atomic(os.path.join(args.out, "summary.md"), table)
     print(table)
     plot_curves(args.out, curves)
+    plot_omegas(args.out, [(run_name(*r), omega_curve(os.path.join(args.out, f"{run_name(*r)}.log"))) for r in runs])
     return table
 
 
@@ -239,6 +254,31 @@ def plot_curves(out, curves):
         fig.savefig(f"{path}.tmp.png", dpi=110)
         os.replace(f"{path}.tmp.png", path)
         plt.close(fig)
+
+
+def plot_omegas(out, curves):
+    """ω's mean per stack over training, one line per run that has ω."""
+    curves = [(name, c) for name, c in curves if c]
+    if not curves:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for i, (name, c) in enumerate(curves):
+        for ax, col in zip(axes, (1, 2)):
+            ax.plot([u for u, *_ in c], [row[col] for row in c], color=f"C{i}", label=name)
+    for ax, stack in zip(axes, ("encoder", "decoder")):
+        ax.set_title(f"mean ω of the {stack} over training")
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out, "omega_mean.png")
+    fig.savefig(f"{path}.tmp.png", dpi=110)
+    os.replace(f"{path}.tmp.png", path)
+    plt.close(fig)
 
 
 def main(argv=None):
