@@ -104,6 +104,15 @@ def _run_logged(cmd, log, append):
         return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
 
 
+def canonical(commands):
+    """A run's commands without what may differ between checkouts: the checkout's path and the data
+    folder's name (the data themselves are checked by their fingerprint, see check_data)."""
+    if commands is None:
+        return None
+    commands = re.sub(r"(fairseq-(?:train|generate)) \S+", r"\1 BIN", commands)
+    return commands.replace(ROOT + os.sep, "")
+
+
 def _read(path):
     try:
         with open(path) as f:
@@ -127,9 +136,9 @@ def do_run(args, layers, method, seed):
     gen = generate_command(args.bin, args.out, layers, method, seed, args.quick)
     commands = f"{shlex.join(train)}\n{shlex.join(gen)}\n"
     finished = "done training" in (_read(log) or "") and "BLEU" in (_read(bleu) or "")
-    if _read(stamp) == commands and finished:
+    same = canonical(_read(stamp)) == canonical(commands)
+    if same and finished:
         return f"{name}: finished earlier, skipped"
-    same = _read(stamp) == commands
     if not same:  # other settings: start from scratch, never mix two configurations in one run
         subprocess.run(["rm", "-rf", os.path.join(args.out, "checkpoints", name), log, bleu])
         _write_atomic(stamp, commands)
@@ -281,9 +290,33 @@ def plot_omegas(out, curves):
     plt.close(fig)
 
 
+def data_fingerprint(folder):
+    """sha256 over the binarized data (dictionaries, .bin and .idx files) of a folder."""
+    import hashlib
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("dict.") or name.endswith((".bin", ".idx")):
+            h.update(name.encode())
+            with open(os.path.join(folder, name), "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+def check_data(args):
+    """Runs in one results folder must share their data: record its fingerprint, refuse another."""
+    path = os.path.join(args.out, "data.sha256")
+    have = data_fingerprint(args.bin)
+    recorded = (_read(path) or "").split()
+    if recorded and recorded[0] != have:
+        sys.exit(f"study: error: the data in {args.bin} differ from those of the runs in {args.out} "
+                 f"(sha256 {have[:12]} vs {recorded[0][:12]}): pass another --out, or delete {args.out} to redo them")
+    if not recorded:
+        _write_atomic(path, f"{have}  {args.bin}\n")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--bin", default=os.path.join(ROOT, "work", "bench", "bin"), help="binarized data folder")
+    p.add_argument("--bin", default=os.path.join(ROOT, "work", "bench", "study-bin"), help="binarized data folder")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results-study"))
     p.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
     p.add_argument("--updates", type=int, default=None, help="updates per run (default 800; quick: 12)")
@@ -299,6 +332,7 @@ def main(argv=None):
     if not args.summary:
         if not os.path.exists(os.path.join(args.bin, "dict.de.txt")):
             sys.exit(f"study: error: no binarized data in {args.bin}: run benchmarks/study.sh, or pass --bin")
+        check_data(args)
         for leftover in os.listdir(args.out):  # parts of interrupted writes
             if leftover.endswith((".tmp", ".part")):
                 os.remove(os.path.join(args.out, leftover))
