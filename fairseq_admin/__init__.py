@@ -12,7 +12,7 @@ USER_DIR = os.path.dirname(os.path.abspath(__file__))
 
 from .errors import AdminError, check_fairseq_version, install_excepthook  # noqa: E402,F401  (AdminError: public)
 
-# one line instead of a traceback, for this plugin's own errors and for a refused checkpoint only
+# one line instead of a traceback, only for this plugin's own errors and for a refused or truncated checkpoint
 install_excepthook()
 check_fairseq_version()
 
