@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import USER_DIR, run_cli, train_args
+from conftest import ROOT, USER_DIR, run_cli, train_args
 from fairseq_admin.profile_file import write_profile
 from test_profile_file import make_profile
 
@@ -189,3 +189,24 @@ def test_show_cli_table_and_plot(trained, tmp_path):
     beta2 = [float(r.split()[-1]) for r in rows]
     assert all(0 < b < 1 for b in beta2)
     assert os.path.getsize(tmp_path / "p.png") > 1000
+
+
+def test_fairseq_hydra_train_runs_admin(bin_data, tmp_path):
+    # fairseq's own configuration system: the committed YAML, values overridden on the command line
+    import subprocess
+    import sys
+    hydra = os.path.join(os.path.dirname(sys.executable), "fairseq-hydra-train")
+    save = tmp_path / "ck"
+    proc = subprocess.run([hydra, "--config-dir", os.path.join(ROOT, "configs", "hydra"), "--config-name",
+                           "admin_sample", f"common.user_dir={USER_DIR}", f"task.data={bin_data}",
+                           f"checkpoint.save_dir={save}", "optimization.max_update=4", "model.encoder_layers=2",
+                           "model.decoder_layers=2", "task.admin_log_omega=2", "common.log_interval=2",
+                           f"hydra.run.dir={tmp_path / 'hydra'}"],
+                          capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "Admin profile (" in log and "done training" in log and "omega_enc_mean=" in log
+    profile = json.load(open(save / "admin_profile.json"))
+    assert profile["encoder"]["layers"] == 2 and profile["encoder"]["embed_dim"] == 128
+    ck = _omegas(save / "checkpoint_last.pt")
+    assert len(ck) == 2 * 2 + 2 * 3
