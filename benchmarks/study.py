@@ -215,6 +215,8 @@ def summarize(args, runs):
         r = parse(log)
         done = "done training" in _read(log)
         valid = r["valid"]
+        if not valid:
+            continue  # started, nothing measured yet
         curves.setdefault(layers, {})[(method, seed)] = valid
         last = valid[-1] if valid else (0, float("nan"))
         best = min((v for _, v in valid), default=float("nan"))
@@ -222,7 +224,7 @@ def summarize(args, runs):
         ups = seconds_per_update(log)
         prof = profile_seconds(log)
         rows.append(
-            f"| {layers}-{layers} | {LABELS[method]} | {seed} | {last[0]}{'' if done else ' (running)'} "
+            f"| {layers}-{layers} | {LABELS[method]} | {seed} | {last[0]}{'' if done else ' (unfinished)'} "
             f"| {last[1]:.2f} | {best:.2f} | {train_loss_at_end(log) or float('nan'):.2f} "
             f"| {_or_dash(bleu_of(os.path.join(args.out, f'{name}.bleu.txt')))} "
             f"| {'-' if om is None else f'{om[0]:.2f} [{om[1]:.2f}, {om[2]:.2f}] / {om[3]:.2f} [{om[4]:.2f}, {om[5]:.2f}]'} "
