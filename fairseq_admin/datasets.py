@@ -7,7 +7,6 @@ Offline, the error names the URL and the folder to put the archive in.
 """
 import gzip
 import io
-import hashlib
 import logging
 import os
 import re
@@ -17,7 +16,7 @@ import urllib.request
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .errors import AdminError
-from .files import atomic_write, atomic_write_lines, atomic_write_text, read_lines
+from .files import atomic_write, atomic_write_lines, atomic_write_text, file_sha256, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +30,6 @@ WMT14 = [
     ("dev.tgz", "http://statmt.org/wmt14/dev.tgz", None),
     ("test-full.tgz", "http://statmt.org/wmt14/test-full.tgz", None),
 ]
-
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch(name: str, url: str, folder: str, pinned: Optional[str] = None) -> str:
@@ -56,7 +47,7 @@ def fetch(name: str, url: str, folder: str, pinned: Optional[str] = None) -> str
         except (urllib.error.URLError, OSError) as e:
             raise AdminError(f"cannot download {url} ({getattr(e, 'reason', e)}): download it by hand "
                              f"and place it at {path}, then rerun")
-    digest, record = sha256(path), path + ".sha256"
+    digest, record = file_sha256(path), path + ".sha256"
     expected = pinned
     if not expected and os.path.exists(record):
         with open(record) as f:

@@ -71,7 +71,8 @@ def read_lines(path: str) -> Iterator[str]:
             yield line[:-1].rstrip("\r") if line.endswith("\n") else line
 
 
-def _file_digest(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -96,7 +97,7 @@ class StampedStep:
         self.stamp = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.stamp")
         h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
         for path in inputs:
-            h.update(_file_digest(path).encode())
+            h.update(file_sha256(path).encode())
         self.key = h.hexdigest()
         self.needed = not (all(os.path.exists(p) for p in self.outputs) and self._stamped() == self.key)
 

@@ -11,7 +11,6 @@ Several outputs (one per seed) give each file's scores and the mean ± sample st
 An output that does not cover its whole test set (cut off, or ids missing) is refused.
 """
 import math
-import os
 import re
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -66,17 +65,19 @@ def score(generate_out: str, raw_refs: Optional[str] = None, target_lang: str = 
 
     ids, hyps, refs, fairseq_line = read_generate_output(generate_out)
     out = {"tokenized BLEU (fairseq-generate --remove-bpe)": fairseq_line.split(": ", 1)[-1]}
-    total = len(list(read_lines(raw_refs))) if raw_refs and os.path.exists(raw_refs) else ids[-1] + 1
-    missing = sorted(set(range(total)) - set(ids))
-    if missing:  # fairseq-generate skips some inputs (e.g. too long): the score is not over the whole set
-        out["COVERAGE WARNING"] = (f"only {len(ids)} of {total} sentences translated (missing ids "
-                                   f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}): "
-                                   "these scores are not over the whole test set")
+    raw = None
     if raw_refs:
         try:
             raw = list(read_lines(raw_refs))
         except FileNotFoundError:
             raise AdminError(f"no file {raw_refs}: pass the raw reference of the generated subset")
+    total = len(raw) if raw is not None else ids[-1] + 1
+    missing = sorted(set(range(total)) - set(ids))
+    if missing:  # fairseq-generate skips some inputs (e.g. too long): the score is not over the whole set
+        out["COVERAGE WARNING"] = (f"only {len(ids)} of {total} sentences translated (missing ids "
+                                   f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}): "
+                                   "these scores are not over the whole test set")
+    if raw is not None:
         if ids[-1] >= len(raw):
             raise AdminError(f"{raw_refs} has {len(raw)} lines but {generate_out} translates line "
                              f"{ids[-1]}: pass the raw reference of the generated subset")

@@ -38,10 +38,13 @@ def _attention_modules(model: nn.Module):
     return [m for m in model.modules() if isinstance(m, MultiheadAttention)]
 
 
-def _ffn_linears(model: nn.Module):
+def _transformer_layers(module: nn.Module):
     from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
-    layers = [m for m in model.modules() if isinstance(m, (TransformerEncoderLayerBase, TransformerDecoderLayerBase))]
-    return [linear for layer in layers for linear in (layer.fc1, layer.fc2)]
+    return [m for m in module.modules() if isinstance(m, (TransformerEncoderLayerBase, TransformerDecoderLayerBase))]
+
+
+def _ffn_linears(model: nn.Module):
+    return [linear for layer in _transformer_layers(model) for linear in (layer.fc1, layer.fc2)]
 
 
 @torch.no_grad()
@@ -80,10 +83,7 @@ def apply_deepnorm_init(stack: nn.Module, beta: float, weight_init: str) -> None
     reference: exactly DeepNet's, xavier-normal with gain β on fc1, fc2, v_proj and out_proj and gain
     1 on q_proj and k_proj, zero biases. fairseq: fairseq 0.12's weights with those four multiplied by β.
     """
-    from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
-    for layer in stack.modules():
-        if not isinstance(layer, (TransformerEncoderLayerBase, TransformerDecoderLayerBase)):
-            continue
+    for layer in _transformer_layers(stack):
         attns = [layer.self_attn] + ([layer.encoder_attn] if getattr(layer, "encoder_attn", None) is not None else [])
         scaled = [layer.fc1, layer.fc2] + [p for a in attns for p in (a.v_proj, a.out_proj)]
         unscaled = [p for a in attns for p in (a.q_proj, a.k_proj)]

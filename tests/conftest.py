@@ -51,17 +51,23 @@ def train_args(data, save_dir, *extra, updates=12):
             "--seed", "7", "--num-workers", "0", *extra]
 
 
+def write_sample(folder, sizes, lower=False):
+    """folder/{split}.{de,en}: the first sizes[split] lines of the bundled corpus (lowercased if asked)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes.items():
+        for lang in ("de", "en"):
+            with open(os.path.join(SAMPLE, f"{split}.{lang}"), encoding="utf-8") as f:
+                lines = [next(f) for _ in range(n)]
+            text = "".join(lines)
+            (folder / f"{split}.{lang}").write_text(text.lower() if lower else text, encoding="utf-8")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def bin_data(tmp_path_factory):
     """2,000 train / 100 valid / 100 test pairs, lowercased, word-level, binarized with fairseq."""
     root = tmp_path_factory.mktemp("libreoffice")
-    raw = root / "raw"
-    raw.mkdir()
-    for split, n in (("train", 2000), ("valid", 100), ("test", 100)):
-        for lang in ("de", "en"):
-            with open(os.path.join(SAMPLE, f"{split}.{lang}"), encoding="utf-8") as f:
-                lines = [next(f).lower() for _ in range(n)]
-            (raw / f"{split}.{lang}").write_text("".join(lines), encoding="utf-8")
+    raw = write_sample(root / "raw", {"train": 2000, "valid": 100, "test": 100}, lower=True)
     dest = root / "bin"
     run_cli("fairseq_cli.preprocess", "--source-lang", "de", "--target-lang", "en",
             "--trainpref", raw / "train", "--validpref", raw / "valid", "--testpref", raw / "test",

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from conftest import ROOT, SAMPLE, run_killed_when as _run_killed_when, train_args
+from conftest import ROOT, run_killed_when as _run_killed_when, train_args, write_sample
 from fairseq_admin.checkpoints import load_checkpoint
 
 
@@ -33,12 +33,7 @@ def _hidden_tmp(folder):
 
 
 def test_killed_prepare_and_binarize_rerun_to_identical_outputs(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for split, n in (("train", 6000), ("valid", 100), ("test", 100)):
-        for lang in ("de", "en"):
-            with open(os.path.join(SAMPLE, f"{split}.{lang}"), encoding="utf-8") as f:
-                (raw / f"{split}.{lang}").write_text("".join(next(f) for _ in range(n)), encoding="utf-8")
+    raw = write_sample(tmp_path / "raw", {"train": 6000, "valid": 100, "test": 100})
     cmd = lambda out: ["bash", "scripts/prepare_custom.sh", str(raw), str(out), "de", "en", "1000", "--lowercase"]
     clean = tmp_path / "clean"
     _run(cmd(clean))

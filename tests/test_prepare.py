@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import SAMPLE
+from conftest import write_sample
 from fairseq_admin import AdminError
 from fairseq_admin.prepare import PrepareSettings, keep_pair, prepare_corpus, remove_non_printing, tokenize_lines
 
@@ -75,16 +75,11 @@ def test_iwslt_valid_is_lines_23_46_of_cleaned_train_and_only_train_is_cleaned(t
 
 @pytest.fixture
 def raw(tmp_path):
-    folder = tmp_path / "raw"
-    folder.mkdir()
-    for split, n in (("train", 300), ("valid", 20), ("test", 20)):
-        for lang in ("de", "en"):
-            with open(os.path.join(SAMPLE, f"{split}.{lang}"), encoding="utf-8") as f:
-                lines = [next(f) for _ in range(n)]
-            if split == "train":  # one pair far too long, one with a wild length ratio
-                lines.append(" ".join(["wort"] * 90) + "\n")
-                lines.append(("a\n" if lang == "de" else " ".join(["x"] * 30) + "\n"))
-            (folder / f"{split}.{lang}").write_text("".join(lines), encoding="utf-8")
+    folder = write_sample(tmp_path / "raw", {"train": 300, "valid": 20, "test": 20})
+    for lang in ("de", "en"):  # one training pair far too long, one with a wild length ratio
+        with open(folder / f"train.{lang}", "a", encoding="utf-8") as f:
+            f.write(" ".join(["wort"] * 90) + "\n")
+            f.write("a\n" if lang == "de" else " ".join(["x"] * 30) + "\n")
     return folder
 
 
