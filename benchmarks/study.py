@@ -47,17 +47,30 @@ METHODS = {
     "deepnorm": ["--arch", "admin_transformer", "--admin-init", "deepnorm"],
     "admin-f12init": ["--arch", "admin_transformer", "--weight-init", "fairseq"],
     "postln-f12init": ["--arch", "refinit_transformer", "--weight-init", "fairseq"],
-    # ablations for the stall seen on the H100 (Admin leaves the plateau, then stops improving)
-    "admin-fixedomega": ["--arch", "admin_transformer", "--admin-omega-fixed"],
-    "admin-warmup2k": ["--arch", "admin_transformer"],
-    "preln-warmup2k": ["--arch", "refinit_transformer", *PRE_LN],
+    # the stall ablation (--ablation): the H100 probe's optimiser, schedule and initialisation (Adam,
+    # warmup 1000, fairseq 0.12's init) at this width in fp32, then one factor changed at a time
+    "admin-h100": ["--arch", "admin_transformer", "--weight-init", "fairseq"],
+    "admin-h100-refinit": ["--arch", "admin_transformer"],
+    "admin-h100-fixedomega": ["--arch", "admin_transformer", "--weight-init", "fairseq", "--admin-omega-fixed"],
+    "admin-h100-radam": ["--arch", "admin_transformer", "--weight-init", "fairseq"],
+    "preln-h100": ["--arch", "refinit_transformer", *PRE_LN, "--weight-init", "fairseq"],
 }
+#: the H100 probe's schedule (benchmarks/gpu_probe.sh) but for its batch size and fp16
+H100_SCHEDULE = ["--optimizer", "adam", "--warmup-updates", "1000"]
 #: flags that must come after the common schedule (they override it)
-OVERRIDES = {"admin-warmup2k": ["--warmup-updates", "2000"], "preln-warmup2k": ["--warmup-updates", "2000"]}
+OVERRIDES = {"admin-h100": H100_SCHEDULE, "admin-h100-refinit": H100_SCHEDULE,
+             "admin-h100-fixedomega": H100_SCHEDULE, "admin-h100-radam": ["--warmup-updates", "1000"],
+             "preln-h100": H100_SCHEDULE}
+#: the stall ablation's runs stop at 400 updates, where the H100 probe stopped (inverse_sqrt does not
+#: depend on --max-update, so their first 400 updates are those of a longer run)
+ABLATION_METHODS = tuple(m for m in OVERRIDES)
+ABLATION_UPDATES = 400
 LABELS = {
     "postln": "Post-LN", "preln": "Pre-LN", "admin": "Admin (profiled)", "admin-logn": "Admin (logn)",
     "deepnorm": "DeepNorm", "admin-f12init": "Admin, fairseq 0.12 init", "postln-f12init": "Post-LN, fairseq 0.12 init",
-    "admin-fixedomega": "Admin, ω fixed", "admin-warmup2k": "Admin, warmup 2000", "preln-warmup2k": "Pre-LN, warmup 2000",
+    "admin-h100": "Admin, H100 regime (Adam, warmup 1000, fairseq init)",
+    "admin-h100-refinit": "Admin, H100 regime, reference init", "admin-h100-fixedomega": "Admin, H100 regime, ω fixed",
+    "admin-h100-radam": "Admin, H100 regime, RAdam", "preln-h100": "Pre-LN, H100 regime",
 }
 
 #: (layers per stack, method, seed) in the order they run: the deep comparison and the shallow control
@@ -67,8 +80,8 @@ RUNS = [(18, m, 1) for m in ("postln", "admin", "preln")] \
     + [(18, m, 2) for m in ("postln", "admin", "preln")] \
     + [(6, m, 1) for m in ("admin-logn", "deepnorm")] \
     + [(18, m, 1) for m in ("admin-f12init", "admin-logn", "deepnorm", "postln-f12init")]
-#: with --ablation: what might explain the H100 stall (learnable vs fixed ω, warmup length), 18-18
-ABLATION_RUNS = [(18, m, 1) for m in ("admin-fixedomega", "admin-warmup2k", "preln-warmup2k")]
+#: with --ablation: what might explain the H100 stall, 18-18, seed 1 (run before the rest of RUNS)
+ABLATION_RUNS = [(18, m, 1) for m in ABLATION_METHODS]
 QUICK_RUNS = [(2, m, 1) for m in ("postln", "preln", "admin", "deepnorm")]
 
 
@@ -132,7 +145,8 @@ def do_run(args, layers, method, seed):
     """Train (or resume) and decode one run; skip it when finished with the same commands."""
     name = run_name(layers, method, seed)
     log, bleu, stamp = (os.path.join(args.out, f"{name}.{ext}") for ext in ("log", "bleu.txt", "cmd"))
-    train = train_command(args.bin, args.out, layers, method, seed, args.updates, args.quick)
+    updates = args.ablation_updates if method in ABLATION_METHODS else args.updates
+    train = train_command(args.bin, args.out, layers, method, seed, updates, args.quick)
     gen = generate_command(args.bin, args.out, layers, method, seed, args.quick)
     commands = f"{shlex.join(train)}\n{shlex.join(gen)}\n"
     finished = "done training" in (_read(log) or "") and "BLEU" in (_read(bleu) or "")
@@ -217,7 +231,8 @@ def summarize(args, runs):
         valid = r["valid"]
         if not valid:
             continue  # started, nothing measured yet
-        curves.setdefault(layers, {})[(method, seed)] = valid
+        regime = "h100" if method in ABLATION_METHODS else "main"
+        curves.setdefault((layers, regime), {})[(method, seed)] = valid
         last = valid[-1] if valid else (0, float("nan"))
         best = min((v for _, v in valid), default=float("nan"))
         om = omega_of(log)
@@ -249,7 +264,9 @@ def plot_curves(out, curves):
         print("matplotlib missing: no plots")
         return
     colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
-    for layers, runs in curves.items():
+    titles = {"main": "RAdam lr 1e-3 warmup 400",
+              "h100": "the H100 probe's regime: Adam lr 1e-3 warmup 1000 (fp32)"}
+    for (layers, regime), runs in curves.items():
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for (method, seed), valid in sorted(runs.items()):
             if valid:
@@ -257,11 +274,11 @@ def plot_curves(out, curves):
                         marker="." if seed == 1 else "x", label=f"{LABELS[method]} (seed {seed})")
         ax.set_xlabel("update")
         ax.set_ylabel("valid loss (label-smoothed CE, base 2)")
-        ax.set_title(f"{layers}-{layers}, width 128, RAdam lr 1e-3 warmup 400, bundled De-En sample")
+        ax.set_title(f"{layers}-{layers}, width 128, {titles[regime]}, bundled De-En sample", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = os.path.join(out, f"valid_loss_{layers}x{layers}.png")
+        path = os.path.join(out, f"valid_loss_{layers}x{layers}{'' if regime == 'main' else '_' + regime}.png")
         fig.savefig(f"{path}.tmp.png", dpi=110)
         os.replace(f"{path}.tmp.png", path)
         plt.close(fig)
@@ -328,7 +345,8 @@ def main(argv=None):
     p.add_argument("--ablation", action="store_true", help="also the stall ablations (ω fixed, warmup 2000)")
     args = p.parse_args(argv)
     args.updates = args.updates or (12 if args.quick else 800)
-    runs = QUICK_RUNS if args.quick else RUNS + (ABLATION_RUNS if args.ablation else [])
+    args.ablation_updates = min(args.updates, ABLATION_UPDATES)
+    runs = QUICK_RUNS if args.quick else (ABLATION_RUNS if args.ablation else []) + RUNS
     runs = [r for r in runs if re.search(args.only, run_name(*r))]
     os.makedirs(args.out, exist_ok=True)
     if not args.summary:

@@ -5,6 +5,7 @@ with Admin changes one thing only (arXiv:2004.08249, section 5).
 --encoder-normalize-before --decoder-normalize-before) whose projections start from the reference's
 initialisation (see weight_init); ``--weight-init fairseq`` makes it stock fairseq 0.12 again.
 """
+from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import (
     TransformerModel,
@@ -14,27 +15,29 @@ from fairseq.models.transformer import (
     transformer_wmt_en_de,
 )
 
-from .weight_init import DEFAULT_WEIGHT_INIT, add_weight_init_arg, initialize_weights
+from .config import RefInitOptions, RefInitTransformerConfig, to_namespace
+from .weight_init import DEFAULT_WEIGHT_INIT, initialize_weights
 
 
-@register_model("refinit_transformer")
+@register_model("refinit_transformer", dataclass=RefInitTransformerConfig)
 class ReferenceInitTransformerModel(TransformerModel):
     """fairseq's Transformer (Post-LN or Pre-LN) with the Admin reference's initial weights."""
 
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
-        add_weight_init_arg(parser)
+        gen_parser_from_dataclass(parser, RefInitOptions(), delete_default=True)
 
     @classmethod
     def build_model(cls, args, task):
+        args = to_namespace(args)
         refinit_base_architecture(args)
         model = super().build_model(args, task)
         initialize_weights(model, args.weight_init)
         return model
 
 
-@register_model_architecture("refinit_transformer", "refinit_transformer")
+# ``refinit_transformer`` itself is registered with the model (see model.py)
 def refinit_base_architecture(args):
     args.weight_init = getattr(args, "weight_init", None) or DEFAULT_WEIGHT_INIT
     base_architecture(args)

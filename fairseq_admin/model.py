@@ -7,6 +7,7 @@ profile).
 import logging
 from typing import List
 
+from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import (
     TransformerConfig,
@@ -17,38 +18,34 @@ from fairseq.models.transformer import (
     transformer_wmt_en_de,
 )
 
+from .config import AdminOptions, AdminTransformerConfig, to_namespace
 from .errors import AdminError
 from .layers import AdminDecoderLayer, AdminEncoderLayer, AdminTransformerDecoder, AdminTransformerEncoder
 from .omega import OMEGA_INITS, analytic_omega, deepnorm_constants
 from .residual import ResidualScale
-from .weight_init import DEFAULT_WEIGHT_INIT, add_weight_init_arg, apply_deepnorm_init, initialize_weights
+from .weight_init import DEFAULT_WEIGHT_INIT, apply_deepnorm_init, initialize_weights
 
 logger = logging.getLogger(__name__)
 
 STACKS = ("encoder", "decoder")
 
 
-@register_model("admin_transformer")
+@register_model("admin_transformer", dataclass=AdminTransformerConfig)
 class AdminTransformerModel(TransformerModel):
-    """Post-LN Transformer whose shortcuts are scaled by ω (Admin)."""
+    """Post-LN Transformer whose shortcuts are scaled by ω (Admin).
+
+    Options: fairseq's Transformer's and AdminOptions (``config.py``); on the command line as flags,
+    in ``fairseq-hydra-train`` YAML as ``model.*`` keys (registered as the dataclass config
+    ``AdminTransformerConfig``)."""
 
     @classmethod
     def add_args(cls, parser):
-        super().add_args(parser)
-        parser.add_argument("--admin-init", choices=OMEGA_INITS,
-                            help="how ω is initialised: profile (the paper: one forward pass over a "
-                                 "training batch, needs --task translation_admin), logn (analytic "
-                                 "O(log N), no data), ones (plain Post-LN), sqrtn (O(1)), deepnorm "
-                                 "(DeepNet α and β)")
-        parser.add_argument("--admin-omega-fixed", action="store_true",
-                            help="keep ω at its initial value instead of training it")
-        parser.add_argument("--admin-fix-first-omega", action="store_true",
-                            help="keep ω of the first sublayer of each stack (which scales the embeddings) "
-                                 "at its initial value, so that `fairseq-admin fold` is exact")
-        add_weight_init_arg(parser)
+        super().add_args(parser)  # fairseq's Transformer options, without defaults (the arch sets them)
+        gen_parser_from_dataclass(parser, AdminOptions(), delete_default=True)
 
     @classmethod
     def build_model(cls, args, task):
+        args = to_namespace(args)  # argparse, hydra and checkpoints pass different kinds of config
         admin_base_architecture(args)
         if args.encoder_normalize_before or args.decoder_normalize_before:
             raise AdminError(
@@ -124,7 +121,8 @@ def initialize_omegas(model: AdminTransformerModel, init: str, learnable: bool =
 
 # --- architectures: fairseq's own defaults, Post-LN, ω initialised by --admin-init ---------------
 
-@register_model_architecture("admin_transformer", "admin_transformer")
+# ``admin_transformer`` itself is registered with the model (its defaults: the dataclass's, which are
+# fairseq's base_architecture's); build_model applies this function to every config it gets.
 def admin_base_architecture(args):
     args.admin_init = getattr(args, "admin_init", None) or "profile"
     args.admin_omega_fixed = getattr(args, "admin_omega_fixed", False)

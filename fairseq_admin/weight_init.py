@@ -26,13 +26,6 @@ WEIGHT_INITS = ("reference", "fairseq")
 DEFAULT_WEIGHT_INIT = "reference"
 
 
-def add_weight_init_arg(parser) -> None:
-    parser.add_argument("--weight-init", choices=WEIGHT_INITS,
-                        help="initial weights of the projections: reference (default; the Admin "
-                             "paper's fairseq 0.8: xavier-uniform FFN and attention, zero biases) or "
-                             "fairseq (fairseq 0.12's own, to compare with models trained by stock fairseq)")
-
-
 def _attention_modules(model: nn.Module):
     from fairseq.modules import MultiheadAttention
     return [m for m in model.modules() if isinstance(m, MultiheadAttention)]

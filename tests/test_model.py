@@ -77,3 +77,31 @@ def test_unprofiled_model_refuses_to_train(bin_data):
     _, task, model = build(bin_data, task="translation")  # profile init, but a task that cannot profile
     with pytest.raises(AdminError, match="translation_admin"):
         _forward(model, _batch(task), True)
+
+
+@pytest.mark.parametrize("model_name", ["admin_transformer", "refinit_transformer"])
+def test_dataclass_config_builds_the_same_model_as_the_command_line(bin_data, model_name):
+    # fairseq-hydra-train passes the model a DictConfig merged with its registered dataclass: the same
+    # options must give the same model (shapes, ω, initial weights) as the argparse flags do
+    from fairseq.dataclass.utils import merge_with_parent
+    from fairseq.models import MODEL_DATACLASS_REGISTRY, build_model
+    from omegaconf import OmegaConf
+
+    extra = ("--admin-init", "logn") if model_name == "admin_transformer" else ()
+    cfg, task, model = build(bin_data, *extra, arch=model_name)
+    dc = MODEL_DATACLASS_REGISTRY[model_name]
+    yaml = {"_name": model_name, "encoder_layers": 2, "decoder_layers": 2, "encoder_embed_dim": 32,
+            "decoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "decoder_ffn_embed_dim": 64,
+            "encoder_attention_heads": 2, "decoder_attention_heads": 2, "share_all_embeddings": True}
+    if model_name == "admin_transformer":
+        yaml["admin_init"] = "logn"
+    torch.manual_seed(7)
+    hydra_model = build_model(OmegaConf.create(yaml), task)
+    assert hydra_model.state_dict().keys() == model.state_dict().keys()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, hydra_model.state_dict()[k]), k
+    # the dataclass checks what a YAML file sets: an unknown key or choice is refused, not ignored
+    with pytest.raises(Exception, match="admin_innit|weight_innit"):
+        merge_with_parent(dc(), OmegaConf.create({**yaml, "admin_innit" if "admin" in model_name else "weight_innit": 1}))
+    with pytest.raises(Exception, match="expected one of"):
+        merge_with_parent(dc(), OmegaConf.create({**yaml, "weight_init": "kaiming"}))
