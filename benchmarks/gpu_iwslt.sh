@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check, one short call: the IWSLT14 recipe's model and hyperparameters (configs/iwslt14_de_en.json:
+# GPU check, one short call: the IWSLT14 recipe's model and hyperparameters (configs/iwslt14_de_en:
 # transformer_iwslt_de_en shape, RAdam, lr 7e-4, dropout 0.3, wd 1e-4, 4096 tokens, fp16; warmup shortened
 # to 1000 to see learning within seconds) on the bundled real corpus (.gpu/bin, see prepare_gpu_data.sh):
 # Admin and stock Post-LN back to back for the same wall time, words/s ratio, then Admin's test BLEU.

@@ -5,7 +5,13 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from typing import Callable, Iterable, Iterator, Sequence
+
+
+#: fault injection (tests/test_faults.py): when this environment variable names a file, its atomic write
+#: waits before the rename, so that a test can SIGKILL the step with the written temporary in place
+PAUSE_BEFORE_RENAME = "FAIRSEQ_ADMIN_TEST_PAUSE_BEFORE_RENAME"
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -22,6 +28,8 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        if os.environ.get(PAUSE_BEFORE_RENAME) == os.path.basename(path):
+            time.sleep(120)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -3,7 +3,7 @@
 # Tokenize (Moses, as the WMT14 reference by default; see fairseq-admin prepare --help), clean train
 # (1-80 tokens, ratio 9), joint BPE, binarize into OUT/bin. Extra arguments go to fairseq-admin prepare.
 # Usage: scripts/prepare_custom.sh RAW_DIR OUT SRC TGT [BPE_MERGES=10000] [--lowercase]
-# Then train with scripts/run_recipe.sh, e.g. on configs/iwslt14_de_en.json's hyperparameters.
+# Then train with scripts/run_recipe.sh, e.g. on configs/iwslt14_de_en's hyperparameters.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 raw=${1:?usage: prepare_custom.sh RAW_DIR OUT SRC TGT [BPE_MERGES] [--lowercase]}; out=${2:?}; src=${3:?}; tgt=${4:?}

@@ -3,4 +3,4 @@
 # 1-175 (ratio 1.5), lowercased,
 # valid = lines 23, 46, ... of the cleaned train, test = dev2010 + tst2010-2012 + TEDX dev2012, joint BPE 10k.
 # Usage: scripts/prepare_iwslt14.sh [DATA_ROOT=work/iwslt14_de_en]
-exec bash "$(dirname "$0")/prepare_recipe.sh" "$(dirname "$0")/../configs/iwslt14_de_en.json" "${1:-work/iwslt14_de_en}"
+exec bash "$(dirname "$0")/prepare_recipe.sh" "$(dirname "$0")/../configs/iwslt14_de_en" "${1:-work/iwslt14_de_en}"

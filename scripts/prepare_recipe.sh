@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a recipe's corpus end to end: download (or find) the archives, unpack, Moses-tokenize,
-# clean, joint BPE and binarize, with the settings of configs/RECIPE.json.
+# clean, joint BPE and binarize, with the settings of the recipe folder configs/RECIPE (recipe.yaml).
 # Usage: scripts/prepare_recipe.sh CONFIG DATA_ROOT
 #   DATA_ROOT/archives  the downloaded archives (put hand-downloaded ones here when offline)
 #   DATA_ROOT/raw       plain-text {train,valid,test}.{src,tgt}

@@ -95,7 +95,7 @@ score=(--target-lang "$target_lang")
 [ -f "$data/raw/test.$target_lang" ] && score+=(--raw-ref "$data/raw/test.$target_lang")
 [ "$compound_split" = true ] && score+=(--compound-split)
 [ "$lowercase" = true ] && score+=(--lowercase)
-echo "== $variant ($(basename "$config" .json)), seeds: $all_seeds"
+echo "== $variant ($(basename "$config")), seeds: $all_seeds"
 fairseq-admin score "${outs[@]}" "${score[@]}" > "$run/scores.txt.tmp"
 mv "$run/scores.txt.tmp" "$run/scores.txt"
 cat "$run/scores.txt"

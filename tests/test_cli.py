@@ -198,10 +198,10 @@ def test_fairseq_hydra_train_runs_admin(bin_data, tmp_path):
     hydra = os.path.join(os.path.dirname(sys.executable), "fairseq-hydra-train")
     save = tmp_path / "ck"
     proc = subprocess.run([hydra, "--config-dir", os.path.join(ROOT, "configs", "hydra"), "--config-name",
-                           "admin_sample", f"common.user_dir={USER_DIR}", f"task.data={bin_data}",
-                           f"checkpoint.save_dir={save}", "optimization.max_update=4", "model.encoder_layers=2",
-                           "model.decoder_layers=2", "task.admin_log_omega=2", "common.log_interval=2",
-                           f"hydra.run.dir={tmp_path / 'hydra'}"],
+                           "admin_sample", f"common.user_dir={USER_DIR}",
+                           f"task.data={os.path.relpath(bin_data, tmp_path)}",  # relative paths work, as documented
+                           "checkpoint.save_dir=ck", "optimization.max_update=4", "model.encoder_layers=2",
+                           "model.decoder_layers=2", "task.admin_log_omega=2", "common.log_interval=2"],
                           capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"))
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]

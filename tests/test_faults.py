@@ -10,6 +10,7 @@ import torch
 
 from conftest import ROOT, run_killed_when as _run_killed_when, train_args, write_sample
 from fairseq_admin.checkpoints import load_checkpoint
+from fairseq_admin.files import PAUSE_BEFORE_RENAME
 
 
 def _run(cmd):
@@ -69,3 +70,47 @@ def test_killed_training_resumes_to_the_same_parameters(bin_data, tmp_path):
     assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def _tmp_of(path):
+    """A hidden temporary of an atomic write of ``path`` exists."""
+    folder, name = os.path.split(path)
+    return lambda: os.path.isdir(folder) and any(n.startswith(f".{name}.") and n.endswith(".tmp")
+                                                 for n in os.listdir(folder))
+
+
+def test_killed_profile_step_reruns_to_the_same_profile(bin_data, tmp_path):
+    # the recipe's profile step (fairseq-train --admin-profile-only), killed with its profile written but
+    # not yet renamed into place: no profile is left, and the rerun writes the one an uninterrupted run writes
+    cmd = lambda prof: [sys.executable, "-m", "fairseq_cli.train",
+                        *train_args(bin_data, str(tmp_path / "ck"), "--cpu", "--admin-profile-only",
+                                    "--admin-profile", str(prof))]
+    clean, faulty = tmp_path / "clean.json", tmp_path / "p" / "admin_profile.json"
+    _run(cmd(clean))
+    _run_killed_when(cmd(faulty), _tmp_of(str(faulty)), env={PAUSE_BEFORE_RENAME: faulty.name})
+    assert not faulty.exists()
+    _run(cmd(faulty))
+
+    def content(path):  # all but the creation time
+        return {k: v for k, v in json.loads(path.read_text()).items() if k != "created"}
+    assert content(faulty) == content(clean)
+    assert os.listdir(faulty.parent) == [faulty.name]  # the killed run's temporary is gone
+
+
+def test_killed_average_reruns_to_the_same_checkpoint(tmp_path):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for e in range(1, 5):
+        torch.save({"model": {"w": torch.randn(64, 64, generator=g), "omega": torch.rand(3, generator=g)},
+                    "cfg": None}, ck / f"checkpoint{e}.pt")
+    cmd = lambda out: [sys.executable, "-m", "fairseq_admin.cli", "average", str(ck), "--last", "3",
+                       "--output", str(out)]
+    clean, faulty = tmp_path / "clean.pt", tmp_path / "avg" / "checkpoint_avg.pt"
+    _run(cmd(clean))
+    _run_killed_when(cmd(faulty), _tmp_of(str(faulty)), env={PAUSE_BEFORE_RENAME: faulty.name})
+    assert not faulty.exists()
+    _run(cmd(faulty))
+    a, b = load_checkpoint(str(clean)), load_checkpoint(str(faulty))
+    assert a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert os.listdir(faulty.parent) == [faulty.name]

@@ -12,24 +12,24 @@ import torch
 from conftest import ROOT, SAMPLE, run_killed_when
 from fairseq_admin import AdminError
 from fairseq_admin.datasets import fetch
-from fairseq_admin.recipe import batch_split, load_recipe, train_command, generate_command
+from fairseq_admin.recipe import batch_split, compose, generate_command, hydra_command, load_recipe, train_command
 
-IWSLT = os.path.join(ROOT, "configs", "iwslt14_de_en.json")
-WMT = os.path.join(ROOT, "configs", "wmt14_en_de.json")
+IWSLT = os.path.join(ROOT, "configs", "iwslt14_de_en")
+WMT = os.path.join(ROOT, "configs", "wmt14_en_de")
 TINY_EXTRA = ("--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "
               "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --encoder-attention-heads 2 "
               "--decoder-attention-heads 2 --max-tokens 1500 --max-epoch 2 --num-workers 0")
 GEN_EXTRA = "--max-len-b 20 --batch-size 64"
 
 
-@pytest.mark.parametrize("ref_gpus,tokens,gpus,expected", [
+@pytest.mark.parametrize("freq,tokens,gpus,expected", [
     (4, 8192, 1, (8192, 4)), (4, 8192, 2, (8192, 2)), (4, 8192, 4, (8192, 1)),
     (4, 8192, 8, (4096, 1)), (4, 8192, 3, (5461, 2)), (1, 4096, 1, (4096, 1)), (1, 4096, 2, (2048, 1)),
 ])
-def test_effective_batch_is_kept(ref_gpus, tokens, gpus, expected):
-    per_gpu, update_freq = batch_split(ref_gpus, tokens, gpus)
+def test_effective_batch_is_kept(freq, tokens, gpus, expected):
+    per_gpu, update_freq = batch_split(freq, tokens, gpus)
     assert (per_gpu, update_freq) == expected
-    assert abs(per_gpu * update_freq * gpus - ref_gpus * tokens) < gpus * update_freq
+    assert abs(per_gpu * update_freq * gpus - freq * tokens) < gpus * update_freq
 
 
 def _flags(cmd):
@@ -75,10 +75,11 @@ def test_every_variant_matches_the_reference_table(config):
             assert f["--arch"].startswith("admin_" if variant.startswith("admin") else "refinit_"), variant
             assert f["--task"] == ("translation_admin" if variant.startswith("admin") else "translation")
             assert ("--encoder-normalize-before" in f) == variant.startswith("preln")
-            depth = variant.rsplit("-", 2)[-2:]
-            arch_depth = {"admin_transformer_wmt_en_de_18_18": ["18", "18"],
-                          "admin_transformer_wmt_en_de_60_12": ["60", "12"]}.get(f["--arch"], ["6", "6"])
-            assert [f.get("--encoder-layers", arch_depth[0]), f.get("--decoder-layers", arch_depth[1])] == depth
+            assert [f["--encoder-layers"], f["--decoder-layers"]] == variant.rsplit("-", 2)[-2:]
+            # the reference's shapes: transformer_iwslt_de_en (512, ffn 1024, 4 heads), _wmt_en_de (512, 2048, 8)
+            shape = ["512", "1024", "4"] if recipe["name"] == "iwslt14_de_en" else ["512", "2048", "8"]
+            for side in ("encoder", "decoder"):
+                assert [f[f"--{side}-embed-dim"], f[f"--{side}-ffn-embed-dim"], f[f"--{side}-attention-heads"]] == shape
         g = _flags(generate_command(recipe, "D", "ck.pt"))
         assert int(g["--beam"]) == spec["beam"] and float(g["--lenpen"]) == spec["lenpen"]
         assert g["--remove-bpe"] is True
@@ -87,8 +88,74 @@ def test_every_variant_matches_the_reference_table(config):
         assert recipe["average"] == {"last_epochs": 10, "upper_epoch": 100}
         assert recipe["paper_bleu"]["admin-60-12"].startswith("not comparable")
     else:
-        assert recipe["train"]["seeds"] == [1111, 2222, 3333, 4444, 5555] and "--keep-last-epochs" not in f
+        assert recipe["seeds"] == [1111, 2222, 3333, 4444, 5555] and "--keep-last-epochs" not in f
         assert recipe["average"] == {"last_epochs": 10, "upper_epoch": 90}
+
+
+@pytest.mark.parametrize("config", [IWSLT, WMT])
+def test_recipe_config_is_the_one_source(config):
+    # the config is composed as fairseq-hydra-train composes it, and the fairseq-train line made from it
+    # sets every one of its values: parsed back by fairseq, each equals the YAML's
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    recipe = load_recipe(config)
+    assert recipe["config"].common.seed == recipe["seeds"][0]
+    for variant in recipe["variants"]:
+        ours = compose(recipe, variant, "D", "S", user_dir="U")
+        with initialize_config_dir(config_dir=config, version_base="1.1"):  # what fairseq runs hydra as
+            theirs = hydra_compose("train", overrides=[f"variant={variant}", "common.user_dir=U", "task.data=D",
+                                                        "checkpoint.save_dir=S"])
+        theirs = OmegaConf.to_container(theirs, resolve=True)  # with fairseq's schema's defaults, if registered
+        assert {section: {k: theirs[section][k] for k in values} for section, values in ours.items()} == ours
+        cmd = train_command(recipe, variant, "D", "S", gpus=1)
+        args = options.parse_args_and_arch(options.get_training_parser(), cmd[1:])
+        parsed = convert_namespace_to_omegaconf(args)
+        for section, values in ours.items():
+            for key, value in values.items():
+                if key == "user_dir":
+                    continue
+                got = getattr(parsed[section], key, None) if section == "model" else parsed[section][key]
+                if key == "_name" and section == "model":
+                    got = args.arch
+                assert (list(got) if OmegaConf.is_list(got) else got) == value, (variant, section, key)
+        assert hydra_command(recipe, variant, "D", "S", gpus=8)[-1] == "distributed_training.distributed_world_size=8"
+
+
+def test_fairseq_hydra_train_runs_the_recipe_config(bin_data, tmp_path):
+    # the IWSLT recipe, as fairseq users run configs: fairseq-hydra-train on configs/iwslt14_de_en, the
+    # variant chosen as a config group, a tiny model on the CPU
+    import sys
+    recipe = load_recipe(IWSLT)
+    save = tmp_path / "ck"
+    cmd = hydra_command(recipe, "admin-6-6", bin_data, str(save), cpu=True, extra=[
+        "model.encoder_layers=1", "model.decoder_layers=1", "model.encoder_embed_dim=32", "model.decoder_embed_dim=32",
+        "model.encoder_ffn_embed_dim=64", "model.decoder_ffn_embed_dim=64", "dataset.max_tokens=1000",
+        "optimization.max_update=3", "dataset.num_workers=0", f"hydra.run.dir={tmp_path / 'hydra'}"])
+    cmd[0] = os.path.join(os.path.dirname(sys.executable), "fairseq-hydra-train")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "Admin profile (" in log and "done training" in log
+    from fairseq_admin.checkpoints import load_checkpoint
+    cfg = load_checkpoint(str(save / "checkpoint_last.pt"))["cfg"]
+    # the recipe's values reached the run: model, optimizer, schedule
+    assert cfg["model"]["dropout"] == 0.3 and cfg["model"]["_name"] == "admin_transformer"
+    assert cfg["optimizer"]["_name"] == "radam" and cfg["optimizer"]["weight_decay"] == 0.0001
+    assert cfg["lr_scheduler"]["warmup_updates"] == 6000 and list(cfg["optimization"]["lr"]) == [0.0007]
+    assert list((save / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_recipe_errors_are_one_line(tmp_path):
+    with pytest.raises(AdminError, match="recipes are fairseq hydra configs now"):
+        load_recipe(IWSLT + ".json")
+    with pytest.raises(AdminError, match="no recipe"):
+        load_recipe(str(tmp_path))
+    (tmp_path / "train.yaml").write_text("task: [unclosed\n")
+    with pytest.raises(AdminError, match="not valid YAML"):
+        load_recipe(str(tmp_path))
 
 
 def test_offline_download_names_url_and_folder(tmp_path):
