@@ -14,7 +14,7 @@ setup(
     version="0.1.0",
     description="Admin (arXiv:2004.08249) for fairseq: profiled shortcut scaling for deep Post-LN Transformers",
     license="MIT",
-    packages=["fairseq_admin"],
+    packages=["fairseq_admin", "fairseq_admin.tools"],
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.0",
@@ -24,5 +24,5 @@ setup(
     ],
     extras_require={"fairseq": ["fairseq-fixed==0.12.3.1"], "plot": ["matplotlib>=3.5"],
                     "tensorboard": ["tensorboardX"], "test": ["pytest>=7"]},
-    entry_points={"console_scripts": ["fairseq-admin = fairseq_admin.cli:main"]},
+    entry_points={"console_scripts": ["fairseq-admin = fairseq_admin.tools.cli:main"]},
 )

@@ -1,7 +1,10 @@
 """fairseq-admin: Admin initialisation (Liu et al., EMNLP 2020, arXiv:2004.08249) for fairseq.
 
-Load with ``--user-dir`` (this folder); importing registers the model, its architectures and
-the ``translation_admin`` task.
+Load with ``--user-dir`` (this folder); importing registers the models (with their dataclass configs),
+their architectures, the ``translation_admin`` task and the ``radam`` optimizer. This folder is what
+fairseq imports (config, model, layers, residual, omega, weight_init, baselines, task, profiler,
+profile_file, radam, distributed, checkpoints, files, errors); the tools (the ``fairseq-admin`` command,
+recipes, data preparation, scoring, averaging, folding, diagnostics) are the separate ``tools`` package.
 """
 import os
 

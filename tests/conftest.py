@@ -16,7 +16,7 @@ TINY = ["--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim",
 
 
 def run_cli(module, *args, check=True, env=None):
-    """Run a fairseq CLI (fairseq_cli.MODULE) or fairseq_admin.cli in a fresh process."""
+    """Run a fairseq CLI (fairseq_cli.MODULE) or fairseq_admin.tools.cli in a fresh process."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
     proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
                           text=True, env=env, cwd=ROOT)

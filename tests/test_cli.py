@@ -144,9 +144,9 @@ def test_legacy_profile_is_accepted_and_converted(bin_data, tmp_path):
     assert "legacy:profile.ratio.init" in _log(proc)
     assert _omegas(tmp_path / "ck" / "checkpoint_last.pt")["encoder.layers.1.ffn_omega.omega"][0].item() \
         == pytest.approx(1.9)
-    run_cli("fairseq_admin.cli", "import-profile", legacy, tmp_path / "new.json", "--encoder-embed-dim", "32")
+    run_cli("fairseq_admin.tools.cli", "import-profile", legacy, tmp_path / "new.json", "--encoder-embed-dim", "32")
     assert _profile_omegas(tmp_path / "new.json")[3] == 1.9
-    shown = run_cli("fairseq_admin.cli", "show", tmp_path / "new.json")
+    shown = run_cli("fairseq_admin.tools.cli", "show", tmp_path / "new.json")
     assert re.search(r"encoder\s+1 ffn .* 1\.9000", shown.stdout)
 
 
@@ -183,7 +183,7 @@ def test_errors_are_one_clear_line(bin_data, tmp_path):
 
 def test_show_cli_table_and_plot(trained, tmp_path):
     save, _ = trained
-    proc = run_cli("fairseq_admin.cli", "show", os.path.join(save, "admin_profile.json"), "--plot", tmp_path / "p.png")
+    proc = run_cli("fairseq_admin.tools.cli", "show", os.path.join(save, "admin_profile.json"), "--plot", tmp_path / "p.png")
     rows = [l for l in proc.stdout.splitlines() if l.startswith(("encoder", "decoder"))]
     assert len(rows) == 4 + 6
     beta2 = [float(r.split()[-1]) for r in rows]

@@ -6,8 +6,8 @@ import torch
 
 from conftest import USER_DIR, build, run_cli, train_args
 from fairseq_admin import AdminError
-from fairseq_admin.diagnostics import batch, build_model, output_change, perturbable
-from fairseq_admin.fold import fold_state_dict
+from fairseq_admin.tools.diagnostics import batch, build_model, output_change, perturbable
+from fairseq_admin.tools.fold import fold_state_dict
 from fairseq_admin.profiler import profile_model
 
 
@@ -50,7 +50,7 @@ def test_fold_gives_a_plain_transformer_with_identical_translations(bin_data, tm
     ck = torch.load(save / "checkpoint_last.pt", weights_only=False)["model"]
     assert torch.equal(ck["encoder.layers.0.self_attn_omega.omega"], torch.ones(32))  # kept fixed
     assert not torch.allclose(ck["decoder.layers.1.ffn_omega.omega"], ck["decoder.layers.1.ffn_omega.omega"][0])
-    run_cli("fairseq_admin.cli", "fold", save / "checkpoint_last.pt", tmp_path / "plain.pt")
+    run_cli("fairseq_admin.tools.cli", "fold", save / "checkpoint_last.pt", tmp_path / "plain.pt")
     folded = torch.load(tmp_path / "plain.pt", weights_only=False)
     assert not any("omega" in k for k in folded["model"]) and folded["cfg"]["model"].arch == "transformer"
     # same function: decoder outputs of both models on a real batch
@@ -83,11 +83,11 @@ def test_fold_refuses_a_trained_first_omega(bin_data):
 
 def test_output_change_cli(bin_data, tmp_path):
     png = tmp_path / "oc.png"
-    proc = run_cli("fairseq_admin.cli", "output-change", bin_data, "--depths", "1,2", "--methods",
+    proc = run_cli("fairseq_admin.tools.cli", "output-change", bin_data, "--depths", "1,2", "--methods",
                    "postln,admin,deepnorm", "--embed-dim", "16", "--ffn-dim", "32", "--heads", "2",
                    "--draws", "1", "--sentences", "4", "--plot", png)
     rows = [l.split() for l in proc.stdout.splitlines() if re.match(r"\s*\d", l)]
     assert [r[0] for r in rows] == ["1", "2"] and all(len(r) == 5 and float(r[2]) > 0 for r in rows)
     assert png.stat().st_size > 1000
-    bad = run_cli("fairseq_admin.cli", "output-change", bin_data, "--methods", "rezero", check=False)
+    bad = run_cli("fairseq_admin.tools.cli", "output-change", bin_data, "--methods", "rezero", check=False)
     assert bad.returncode == 1 and "unknown method(s) rezero" in bad.stderr

@@ -104,7 +104,7 @@ def test_killed_average_reruns_to_the_same_checkpoint(tmp_path):
     for e in range(1, 5):
         torch.save({"model": {"w": torch.randn(64, 64, generator=g), "omega": torch.rand(3, generator=g)},
                     "cfg": None}, ck / f"checkpoint{e}.pt")
-    cmd = lambda out: [sys.executable, "-m", "fairseq_admin.cli", "average", str(ck), "--last", "3",
+    cmd = lambda out: [sys.executable, "-m", "fairseq_admin.tools.cli", "average", str(ck), "--last", "3",
                        "--output", str(out)]
     clean, faulty = tmp_path / "clean.pt", tmp_path / "avg" / "checkpoint_avg.pt"
     _run(cmd(clean))

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import write_sample
 from fairseq_admin import AdminError
-from fairseq_admin.prepare import PrepareSettings, keep_pair, prepare_corpus, remove_non_printing, tokenize_lines
+from fairseq_admin.tools.prepare import PrepareSettings, keep_pair, prepare_corpus, remove_non_printing, tokenize_lines
 
 IWSLT, WMT = PrepareSettings.iwslt14(), PrepareSettings()
 

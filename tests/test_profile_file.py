@@ -128,7 +128,7 @@ def test_legacy_profiles_get_the_same_checks_as_json(tmp_path, value):
     legacy.write_text("\n".join(idx) + "\n")
     with pytest.raises(AdminError, match=r"encoder layer 1 self_attn has ω = .*not a positive number up to"):
         read_profile(str(legacy))
-    proc = subprocess.run([sys.executable, "-m", "fairseq_admin.cli", "import-profile", str(legacy),
+    proc = subprocess.run([sys.executable, "-m", "fairseq_admin.tools.cli", "import-profile", str(legacy),
                            str(tmp_path / "out.json")], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("fairseq-admin: error: profile")
     assert not (tmp_path / "out.json").exists()

@@ -11,8 +11,8 @@ import torch
 
 from conftest import ROOT, SAMPLE, run_killed_when
 from fairseq_admin import AdminError
-from fairseq_admin.datasets import fetch
-from fairseq_admin.recipe import batch_split, compose, generate_command, hydra_command, load_recipe, train_command
+from fairseq_admin.tools.datasets import fetch
+from fairseq_admin.tools.recipe import batch_split, compose, generate_command, hydra_command, load_recipe, train_command
 
 IWSLT = os.path.join(ROOT, "configs", "iwslt14_de_en")
 WMT = os.path.join(ROOT, "configs", "wmt14_en_de")

@@ -41,16 +41,16 @@ def test_crafted_checkpoint_is_refused_everywhere(bin_data, tmp_path):
     gen = run_cli("fairseq_cli.generate", bin_data, "--user-dir", USER_DIR, "--path", path, "--gen-subset", "valid",
                   "--cpu", "--batch-size", "8", check=False)
     _one_line_refusal(gen)
-    fold = run_cli("fairseq_admin.cli", "fold", path, tmp_path / "plain.pt", check=False)
+    fold = run_cli("fairseq_admin.tools.cli", "fold", path, tmp_path / "plain.pt", check=False)
     _one_line_refusal(fold, path)
     folder = tmp_path / "ck"
     folder.mkdir()
     os.replace(path, folder / "checkpoint1.pt")
-    avg = run_cli("fairseq_admin.cli", "average", folder, "--last", "1", "--output", tmp_path / "avg.pt", check=False)
+    avg = run_cli("fairseq_admin.tools.cli", "average", folder, "--last", "1", "--output", tmp_path / "avg.pt", check=False)
     _one_line_refusal(avg)
     assert not os.path.exists(marker) and not (tmp_path / "plain.pt").exists() and not (tmp_path / "avg.pt").exists()
     # the file really is malicious: trusting it runs its code (which is why nothing trusts by default)
-    run_cli("fairseq_admin.cli", "fold", folder / "checkpoint1.pt", tmp_path / "plain.pt", "--trust-checkpoint",
+    run_cli("fairseq_admin.tools.cli", "fold", folder / "checkpoint1.pt", tmp_path / "plain.pt", "--trust-checkpoint",
             check=False)
     assert os.path.exists(marker)
 
@@ -68,7 +68,7 @@ def test_importing_the_plugin_switches_no_safety_off():
 @pytest.mark.parametrize("command", ["show", "import-profile", "fold", "average", "score", "recipe"])
 @pytest.mark.parametrize("content", [b"\xff\xfe not utf-8\n", b"", "truncated"])
 def test_garbage_files_get_one_line_naming_them(tmp_path, capsys, command, content):
-    from fairseq_admin.cli import main
+    from fairseq_admin.tools.cli import main
 
     path = tmp_path / "checkpoint1.pt"
     if content == "truncated":  # the first half of a real torch file

@@ -8,8 +8,8 @@ import torch
 
 from conftest import ROOT
 from fairseq_admin import AdminError
-from fairseq_admin.average import average_checkpoints, last_epoch_checkpoints
-from fairseq_admin.score import mean_std, read_generate_output, score, split_compounds
+from fairseq_admin.tools.average import average_checkpoints, last_epoch_checkpoints
+from fairseq_admin.tools.score import mean_std, read_generate_output, score, split_compounds
 
 REFS = ["das ist ein test", "noch ein satz hier", "der dritte satz"]
 
@@ -59,7 +59,7 @@ def test_compound_split_is_fairseqs():
 def test_mean_and_std_over_seeds(tmp_path):
     assert mean_std([35.0, 36.0]) == "35.50 ± 0.71"
     paths = [_generate_output(tmp_path / f"g{i}.txt", REFS) for i in range(2)]
-    proc = subprocess.run([sys.executable, "-m", "fairseq_admin.cli", "score", *paths, "--paper", "35.67 ± 0.15"],
+    proc = subprocess.run([sys.executable, "-m", "fairseq_admin.tools.cli", "score", *paths, "--paper", "35.67 ± 0.15"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "tokenized BLEU, mean ± std over 2 seeds: 42.00 ± 0.00   (the paper: 35.67 ± 0.15)" in proc.stdout

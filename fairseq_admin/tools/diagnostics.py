@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from .profiler import profile_model
+from ..profiler import profile_model
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def build_model(data: str, method: str, layers: int, dim: int, ffn: int, heads: 
     """A fresh model of ``method`` with ``layers`` encoder and decoder layers, built by fairseq."""
     from fairseq import options, tasks
 
-    from . import USER_DIR
+    from .. import USER_DIR
 
     arch, extra = METHODS[method]
     parser = options.get_training_parser()

@@ -1,6 +1,6 @@
 """Plots of Admin diagnostics (matplotlib, headless): ω and β² per sublayer."""
-from .files import atomic_write
-from .profile_file import Profile
+from ..files import atomic_write
+from ..profile_file import Profile
 
 
 def _pyplot():

@@ -4,14 +4,27 @@ import logging
 import os
 import sys
 
-from .errors import AdminError
-from .profile_file import format_table, read_profile, write_profile
+from ..errors import AdminError
+from ..profile_file import format_table, read_profile, write_profile
 
-logger = logging.getLogger("fairseq_admin.cli")
+logger = logging.getLogger("fairseq_admin.tools.cli")
 
 
 def cmd_user_dir(args) -> None:
-    print(os.path.dirname(os.path.abspath(__file__)))
+    from .. import USER_DIR
+    print(USER_DIR)
+
+
+def cmd_recipe(args) -> None:
+    from .recipe import describe
+    print(describe(args))
+
+
+def cmd_score(args) -> None:
+    from .score import report
+    for line in report(args.generate_out, args.raw_ref, args.target_lang, args.compound_split, args.lowercase,
+                       args.paper):
+        print(line)
 
 
 def cmd_show(args) -> None:
@@ -99,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_arguments(s)
     s.set_defaults(func=prepare.run)
 
-    s = sub.add_parser("recipe", help="print the fairseq command of a recipe step (configs/*.json)")
+    s = sub.add_parser("recipe", help="print the fairseq command of a recipe step (configs/RECIPE/)")
     recipe.add_arguments(s)
-    s.set_defaults(func=recipe.run)
+    s.set_defaults(func=cmd_recipe)
 
     s = sub.add_parser("average", help="average the last N epoch checkpoints (ω included)")
     s.add_argument("checkpoint_dir")
@@ -138,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="labelled BLEU scores of a fairseq-generate output")
     score.add_arguments(s)
-    s.set_defaults(func=score.run)
+    s.set_defaults(func=cmd_score)
     return p
 
 

@@ -26,8 +26,8 @@ import os
 import unicodedata
 from typing import Iterator, List, Optional
 
-from .errors import AdminError
-from .files import StampedStep, atomic_write, atomic_write_lines as _write_lines, read_lines
+from ..errors import AdminError
+from ..files import StampedStep, atomic_write, atomic_write_lines as _write_lines, read_lines
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from .checkpoints import load_checkpoint
-from .errors import AdminError
-from .files import atomic_write
+from ..checkpoints import load_checkpoint
+from ..errors import AdminError
+from ..files import atomic_write
 
 logger = logging.getLogger(__name__)
 

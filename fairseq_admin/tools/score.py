@@ -15,8 +15,8 @@ import re
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import AdminError
-from .files import read_lines
+from ..errors import AdminError
+from ..files import read_lines
 
 
 def read_generate_output(path: str) -> Tuple[List[int], List[str], List[str], Optional[str]]:
@@ -114,15 +114,17 @@ def add_arguments(p) -> None:
     p.add_argument("--paper", help="the paper's figure, printed next to the mean (e.g. '35.67 ± 0.15')")
 
 
-def run(args) -> None:
-    tokenized = []
-    for path in args.generate_out:
-        scores = score(path, args.raw_ref, args.target_lang, args.compound_split, args.lowercase)
-        prefix = f"{path}: " if len(args.generate_out) > 1 else ""
-        for label, value in scores.items():
-            print(f"{prefix}{label}: {value}")
+def report(paths: Sequence[str], raw_ref: str = None, target_lang: str = "en", compound_split: bool = False,
+           lowercase: bool = False, paper: str = None) -> List[str]:
+    """The lines ``fairseq-admin score`` prints: each file's labelled scores, then with several files
+    (seeds) or a paper figure, the tokenized BLEU's mean ± std next to the paper's."""
+    lines, tokenized = [], []
+    for path in paths:
+        scores = score(path, raw_ref, target_lang, compound_split, lowercase)
+        prefix = f"{path}: " if len(paths) > 1 else ""
+        lines += [f"{prefix}{label}: {value}" for label, value in scores.items()]
         tokenized.append(bleu_value(scores["tokenized BLEU (fairseq-generate --remove-bpe)"]))
-    if len(tokenized) > 1 or args.paper:
+    if len(tokenized) > 1 or paper:
         seeds = f"mean ± std over {len(tokenized)} seeds" if len(tokenized) > 1 else "one seed"
-        paper = f"   (the paper: {args.paper})" if args.paper else ""
-        print(f"tokenized BLEU, {seeds}: {mean_std(tokenized)}{paper}")
+        lines.append(f"tokenized BLEU, {seeds}: {mean_std(tokenized)}{f'   (the paper: {paper})' if paper else ''}")
+    return lines

@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .errors import AdminError
-from .files import atomic_write, atomic_write_lines, atomic_write_text, file_sha256, read_lines
+from ..errors import AdminError
+from ..files import atomic_write, atomic_write_lines, atomic_write_text, file_sha256, read_lines
 
 logger = logging.getLogger(__name__)
 

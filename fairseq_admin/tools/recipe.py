@@ -12,7 +12,8 @@ import os
 import shlex
 from typing import Dict, List, Optional, Tuple
 
-from .errors import AdminError
+from .. import USER_DIR
+from ..errors import AdminError
 
 #: the sections of a fairseq config that the recipes set, in the order their flags are written
 SECTIONS = ("task", "model", "criterion", "optimizer", "lr_scheduler", "optimization", "dataset", "checkpoint",
@@ -84,7 +85,7 @@ def compose(recipe: Dict, variant: str, data: str = "DATA", save_dir: str = "SAV
     (train.yaml first, then the variant's file), with the run's paths and seed filled in."""
     from omegaconf import OmegaConf
     run = {"task": {"data": data}, "checkpoint": {"save_dir": save_dir},
-           "common": {"user_dir": user_dir or os.path.dirname(os.path.abspath(__file__))}}
+           "common": {"user_dir": user_dir or USER_DIR}}
     if seed:
         run["common"]["seed"] = seed
     cfg = OmegaConf.merge(recipe["config"], variant_of(recipe, variant), run)
@@ -146,7 +147,7 @@ def generate_command(recipe: Dict, data: str, checkpoint: str, cpu: bool = False
                      extra: List[str] = ()) -> List[str]:
     """fairseq-generate with the recipe's beam and length penalty, BPE removed (tokenized BLEU)."""
     g = recipe["generate"]
-    cmd = ["fairseq-generate", data, "--user-dir", user_dir or os.path.dirname(os.path.abspath(__file__)),
+    cmd = ["fairseq-generate", data, "--user-dir", user_dir or USER_DIR,
            "--source-lang", recipe["source_lang"], "--target-lang", recipe["target_lang"],
            "--path", checkpoint, "--gen-subset", g.get("subset", "test"), "--beam", str(g["beam"]),
            "--lenpen", str(g["lenpen"]), "--batch-size", str(g["batch_size"]), "--remove-bpe"]
@@ -190,7 +191,9 @@ def add_arguments(p) -> None:
                                               "with --step hydra, one shell-quoted string")
 
 
-def run(args) -> None:
+def describe(args) -> str:
+    """What ``fairseq-admin recipe`` prints for ``args``: a command line, a value, the variants, or the
+    shell assignments of ``--step env``."""
     recipe = load_recipe(args.config)
     if args.step == "get":
         value = {k: v for k, v in recipe.items() if k not in ("config", "variants")}
@@ -198,23 +201,18 @@ def run(args) -> None:
             if not isinstance(value, dict) or part not in value:
                 raise AdminError(f"recipe {args.config} has no {args.key!r}")
             value = value[part]
-        print(str(value).lower() if isinstance(value, bool) else value)
-        return
+        return str(value).lower() if isinstance(value, bool) else str(value)
     if args.step == "prepare":
-        print(shlex.join(prepare_command(recipe, args.raw, args.out)))
-        return
+        return shlex.join(prepare_command(recipe, args.raw, args.out))
     if args.step == "generate":
-        print(shlex.join(generate_command(recipe, args.data, args.checkpoint or "CHECKPOINT", args.cpu,
-                                          extra=shlex.split(args.extra))))
-        return
+        return shlex.join(generate_command(recipe, args.data, args.checkpoint or "CHECKPOINT", args.cpu,
+                                           extra=shlex.split(args.extra)))
     if args.step == "env":
-        print(shell_env(recipe, args))
-        return
+        return shell_env(recipe, args)
     if args.list or not args.variant:
-        for name in recipe["variants"]:
-            print(f"{name:14} paper BLEU: {recipe.get('paper_bleu', {}).get(name, '-')}")
-        return
-    print(shlex.join(step_command(recipe, args, args.step)))
+        return "\n".join(f"{name:14} paper BLEU: {recipe.get('paper_bleu', {}).get(name, '-')}"
+                         for name in recipe["variants"])
+    return shlex.join(step_command(recipe, args, args.step))
 
 
 def step_command(recipe: Dict, args, step: str) -> List[str]:

@@ -10,9 +10,9 @@ from typing import List, Optional
 
 import torch
 
-from .errors import AdminError
-from .checkpoints import load_checkpoint
-from .files import atomic_write
+from ..errors import AdminError
+from ..checkpoints import load_checkpoint
+from ..files import atomic_write
 
 
 def last_epoch_checkpoints(folder: str, count: int, upper_epoch: Optional[int] = None,
