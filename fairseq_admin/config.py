@@ -81,7 +81,7 @@ RefInitTransformerConfig = dataclasses.make_dataclass(
 
 def to_namespace(cfg: Any) -> argparse.Namespace:
     """The model options as the argparse namespace fairseq's Transformer builds from, whatever fairseq
-    passed: a namespace (command line), a DictConfig (hydra, checkpoints) or a dataclass instance.
+    passed: a namespace (command line), a DictConfig (hydra), a dict (a checkpoint's) or a dataclass instance.
     Unset options (None) are left out, so that the architecture function fills them."""
     if isinstance(cfg, argparse.Namespace):
         return cfg
@@ -89,6 +89,8 @@ def to_namespace(cfg: Any) -> argparse.Namespace:
         values = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     elif dataclasses.is_dataclass(cfg):
         values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    elif isinstance(cfg, dict):  # a DictConfig as a checkpoint stores it
+        values = dict(cfg)
     else:
         values = dict(vars(cfg))
     values = {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items()}

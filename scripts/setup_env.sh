@@ -12,7 +12,7 @@ set -euo pipefail
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _venv="${FAIRSEQ_ADMIN_VENV:-$_root/.venv}"
 _py="${PYTHON:-python3}"
-_stamp="$_venv/.fairseq-admin-$(cat "$_root/scripts/setup_env.sh" "$_root/setup.py" | cksum | cut -d' ' -f1)"  # redone when either changes
+_stamp="$_venv/.fairseq-admin-$(cksum < "$_root/scripts/setup_env.sh" | cut -d' ' -f1)-$(cksum < "$_root/setup.py" | cut -d' ' -f1)"  # redone when either changes
 if [ ! -f "$_stamp" ]; then
   if ! command -v "$_py" > /dev/null; then
     echo "setup: error: no $_py on PATH: install Python 3.10-3.13 (or set PYTHON=/path/to/python3)" >&2; set +euo pipefail; return 1 2>/dev/null || exit 1

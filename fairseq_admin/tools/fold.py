@@ -15,6 +15,7 @@ from typing import Dict, List, Tuple
 import torch
 
 from ..checkpoints import load_checkpoint
+from ..config import to_namespace
 from ..errors import AdminError
 from ..files import atomic_write
 
@@ -73,7 +74,9 @@ def fold_checkpoint(path: str, output: str, atol: float = 0.0, trust: bool = Fal
     cfg = state.get("cfg")
     if cfg is None:
         raise AdminError(f"{path} has no 'cfg': checkpoints of fairseq < 0.10 are not supported")
-    model_cfg = cfg["model"]
+    # a namespace (fairseq-train) or a dict (the dataclass config: fairseq-hydra-train, --arch admin_transformer):
+    # stored as the namespace that stock fairseq's transformer is built from
+    model_cfg = cfg["model"] = to_namespace(cfg["model"])
     for name in ("admin_init", "admin_omega_fixed", "admin_fix_first_omega", "weight_init"):
         if hasattr(model_cfg, name):
             delattr(model_cfg, name)
