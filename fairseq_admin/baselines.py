@@ -6,7 +6,6 @@ with Admin changes one thing only (arXiv:2004.08249, section 5).
 initialisation (see weight_init); ``--weight-init fairseq`` makes it stock fairseq 0.12 again.
 """
 from fairseq.dataclass.utils import gen_parser_from_dataclass
-from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import (
     TransformerModel,
     base_architecture,
@@ -15,11 +14,11 @@ from fairseq.models.transformer import (
     transformer_wmt_en_de,
 )
 
-from .config import RefInitOptions, RefInitTransformerConfig, to_namespace
+from .config import RefInitOptions, to_namespace
+from .model import register_architectures
 from .weight_init import DEFAULT_WEIGHT_INIT, initialize_weights
 
 
-@register_model("refinit_transformer", dataclass=RefInitTransformerConfig)
 class ReferenceInitTransformerModel(TransformerModel):
     """fairseq's Transformer (Post-LN or Pre-LN) with the Admin reference's initial weights."""
 
@@ -31,31 +30,36 @@ class ReferenceInitTransformerModel(TransformerModel):
     @classmethod
     def build_model(cls, args, task):
         args = to_namespace(args)
-        refinit_base_architecture(args)
+        cls.architecture(args)
         model = super().build_model(args, task)
         initialize_weights(model, args.weight_init)
         return model
 
 
-# ``refinit_transformer`` itself is registered with the model (see model.py)
+# architectures: fairseq's own shapes; each registered as a model with its dataclass config (see model.py)
 def refinit_base_architecture(args):
     args.weight_init = getattr(args, "weight_init", None) or DEFAULT_WEIGHT_INIT
     base_architecture(args)
 
 
-@register_model_architecture("refinit_transformer", "refinit_transformer_iwslt_de_en")
 def refinit_transformer_iwslt_de_en(args):
     transformer_iwslt_de_en(args)
     refinit_base_architecture(args)
 
 
-@register_model_architecture("refinit_transformer", "refinit_transformer_wmt_en_de")
 def refinit_transformer_wmt_en_de(args):
     transformer_wmt_en_de(args)
     refinit_base_architecture(args)
 
 
-@register_model_architecture("refinit_transformer", "refinit_transformer_wmt_en_de_big")
 def refinit_transformer_wmt_en_de_big(args):
     transformer_vaswani_wmt_en_de_big(args)
     refinit_base_architecture(args)
+
+
+register_architectures(ReferenceInitTransformerModel, {
+    "refinit_transformer": refinit_base_architecture,
+    "refinit_transformer_iwslt_de_en": refinit_transformer_iwslt_de_en,
+    "refinit_transformer_wmt_en_de": refinit_transformer_wmt_en_de,
+    "refinit_transformer_wmt_en_de_big": refinit_transformer_wmt_en_de_big,
+}, admin=False)

@@ -5,13 +5,15 @@ fairseq's translation Transformer keeps its argparse options flat (``--encoder-l
 ``TransformerConfig`` nests them (``encoder.layers``). The configs here are flat, field for field the
 argparse names, derived from ``TransformerConfig`` (nothing is copied by hand, so a fairseq release that
 adds an option adds it here too), plus the options of this plugin. Defaults are those of fairseq's
-``base_architecture``; the named architectures (``admin_transformer_iwslt_de_en``, ...) keep working on
-the command line, and in YAML by naming them as ``model._name``.
+``base_architecture``. Each named architecture (``admin_transformer_iwslt_de_en``, ...) is registered as a
+model of its own with a config whose defaults are that architecture's: fairseq-hydra-train fills a
+YAML's unset options from the registered config, so an architecture registered the argparse way alone
+would get the base model's shape there, silently.
 """
 import argparse
 import dataclasses
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models.transformer import TransformerConfig
@@ -72,11 +74,20 @@ def _admin_fields():
 AdminOptions = dataclasses.make_dataclass("AdminOptions", _admin_fields(), bases=(FairseqDataclass,))
 RefInitOptions = dataclasses.make_dataclass("RefInitOptions", [_weight_init_field()], bases=(FairseqDataclass,))
 
-#: every option of ``admin_transformer`` / ``refinit_transformer``, flat
-AdminTransformerConfig = dataclasses.make_dataclass(
-    "AdminTransformerConfig", _flat_transformer_fields() + _admin_fields(), bases=(FairseqDataclass,))
-RefInitTransformerConfig = dataclasses.make_dataclass(
-    "RefInitTransformerConfig", _flat_transformer_fields() + [_weight_init_field()], bases=(FairseqDataclass,))
+
+def model_config(name: str, admin: bool, architecture: Optional[Callable] = None):
+    """The flat dataclass config of a model: fairseq's Transformer options plus this plugin's (Admin's
+    or the baselines' ``weight_init``), with the defaults of ``architecture`` (a fairseq architecture
+    function, applied to an empty namespace) where it sets one. Options that fairseq derives from
+    another (``decoder_input_dim``) stay unset, so that they follow it."""
+    fields = _flat_transformer_fields() + (_admin_fields() if admin else [_weight_init_field()])
+    if architecture is not None:
+        defaults = argparse.Namespace()
+        architecture(defaults)
+        fields = [(n, t, dataclasses.field(default=getattr(defaults, n), metadata=f.metadata))
+                  if hasattr(defaults, n) and f.default is not None and not isinstance(getattr(defaults, n), Enum)
+                  else (n, t, f) for n, t, f in fields]
+    return dataclasses.make_dataclass(name, fields, bases=(FairseqDataclass,))
 
 
 def to_namespace(cfg: Any) -> argparse.Namespace:

@@ -8,7 +8,7 @@ import logging
 from typing import List
 
 from fairseq.dataclass.utils import gen_parser_from_dataclass
-from fairseq.models import register_model, register_model_architecture
+from fairseq.models import register_model
 from fairseq.models.transformer import (
     TransformerConfig,
     TransformerModel,
@@ -18,7 +18,7 @@ from fairseq.models.transformer import (
     transformer_wmt_en_de,
 )
 
-from .config import AdminOptions, AdminTransformerConfig, to_namespace
+from .config import AdminOptions, model_config, to_namespace
 from .errors import AdminError
 from .layers import AdminDecoderLayer, AdminEncoderLayer, AdminTransformerDecoder, AdminTransformerEncoder
 from .omega import OMEGA_INITS, analytic_omega, deepnorm_constants
@@ -30,13 +30,15 @@ logger = logging.getLogger(__name__)
 STACKS = ("encoder", "decoder")
 
 
-@register_model("admin_transformer", dataclass=AdminTransformerConfig)
 class AdminTransformerModel(TransformerModel):
     """Post-LN Transformer whose shortcuts are scaled by ω (Admin).
 
     Options: fairseq's Transformer's and AdminOptions (``config.py``); on the command line as flags,
-    in ``fairseq-hydra-train`` YAML as ``model.*`` keys (registered as the dataclass config
-    ``AdminTransformerConfig``)."""
+    in ``fairseq-hydra-train`` YAML as ``model.*`` keys (each architecture is registered with its
+    dataclass config, see ``register_architectures``)."""
+
+    #: fills the options a config leaves unset (the registered architecture's defaults)
+    architecture = None
 
     @classmethod
     def add_args(cls, parser):
@@ -46,7 +48,7 @@ class AdminTransformerModel(TransformerModel):
     @classmethod
     def build_model(cls, args, task):
         args = to_namespace(args)  # argparse, hydra and checkpoints pass different kinds of config
-        admin_base_architecture(args)
+        cls.architecture(args)
         if args.encoder_normalize_before or args.decoder_normalize_before:
             raise AdminError(
                 "Admin rescales the shortcut of a Post-LN Transformer, but --encoder-normalize-before/"
@@ -119,10 +121,10 @@ def initialize_omegas(model: AdminTransformerModel, init: str, learnable: bool =
                     "" if learnable and init != "deepnorm" else " (fixed)")
 
 
-# --- architectures: fairseq's own defaults, Post-LN, ω initialised by --admin-init ---------------
+# --- architectures: fairseq's own shapes, Post-LN, ω initialised by --admin-init ---------------------
+# Each is registered as a model (a subclass, same code) with a dataclass config holding its defaults,
+# so that fairseq-train --arch NAME and fairseq-hydra-train model._name=NAME give the same model.
 
-# ``admin_transformer`` itself is registered with the model (its defaults: the dataclass's, which are
-# fairseq's base_architecture's); build_model applies this function to every config it gets.
 def admin_base_architecture(args):
     args.admin_init = getattr(args, "admin_init", None) or "profile"
     args.admin_omega_fixed = getattr(args, "admin_omega_fixed", False)
@@ -131,33 +133,50 @@ def admin_base_architecture(args):
     base_architecture(args)
 
 
-@register_model_architecture("admin_transformer", "admin_transformer_iwslt_de_en")
 def admin_transformer_iwslt_de_en(args):
     transformer_iwslt_de_en(args)
     admin_base_architecture(args)
 
 
-@register_model_architecture("admin_transformer", "admin_transformer_wmt_en_de")
 def admin_transformer_wmt_en_de(args):
     transformer_wmt_en_de(args)
     admin_base_architecture(args)
 
 
-@register_model_architecture("admin_transformer", "admin_transformer_wmt_en_de_18_18")
 def admin_transformer_wmt_en_de_18_18(args):
     args.encoder_layers = getattr(args, "encoder_layers", 18)
     args.decoder_layers = getattr(args, "decoder_layers", 18)
     admin_transformer_wmt_en_de(args)
 
 
-@register_model_architecture("admin_transformer", "admin_transformer_wmt_en_de_60_12")
 def admin_transformer_wmt_en_de_60_12(args):
     args.encoder_layers = getattr(args, "encoder_layers", 60)
     args.decoder_layers = getattr(args, "decoder_layers", 12)
     admin_transformer_wmt_en_de(args)
 
 
-@register_model_architecture("admin_transformer", "admin_transformer_wmt_en_de_big")
 def admin_transformer_wmt_en_de_big(args):
     transformer_vaswani_wmt_en_de_big(args)
     admin_base_architecture(args)
+
+
+def register_architectures(base, architectures, admin: bool) -> None:
+    """Register ``base`` under the first name and a subclass of it under each other name, each with the
+    dataclass config of its architecture's defaults."""
+    for i, (name, architecture) in enumerate(architectures.items()):
+        camel = "".join(part.capitalize() for part in name.split("_"))
+        cls = base if i == 0 else type(f"{camel}Model", (base,), {
+            "__doc__": f"{base.__name__} with the defaults of the {name} architecture"})
+        cls.architecture = staticmethod(architecture)
+        register_model(name, dataclass=model_config(f"{camel}Config", admin, architecture))(cls)
+
+
+ARCHITECTURES = {
+    "admin_transformer": admin_base_architecture,
+    "admin_transformer_iwslt_de_en": admin_transformer_iwslt_de_en,
+    "admin_transformer_wmt_en_de": admin_transformer_wmt_en_de,
+    "admin_transformer_wmt_en_de_18_18": admin_transformer_wmt_en_de_18_18,
+    "admin_transformer_wmt_en_de_60_12": admin_transformer_wmt_en_de_60_12,
+    "admin_transformer_wmt_en_de_big": admin_transformer_wmt_en_de_big,
+}
+register_architectures(AdminTransformerModel, ARCHITECTURES, admin=True)

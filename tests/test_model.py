@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import build
+from conftest import USER_DIR, build
 from fairseq_admin import AdminError
 from fairseq_admin.omega import analytic_omega, deepnorm_constants
 
@@ -105,3 +105,35 @@ def test_dataclass_config_builds_the_same_model_as_the_command_line(bin_data, mo
         merge_with_parent(dc(), OmegaConf.create({**yaml, "admin_innit" if "admin" in model_name else "weight_innit": 1}))
     with pytest.raises(Exception, match="expected one of"):
         merge_with_parent(dc(), OmegaConf.create({**yaml, "weight_init": "kaiming"}))
+
+
+@pytest.mark.parametrize("arch", ["admin_transformer_iwslt_de_en", "admin_transformer_wmt_en_de_18_18",
+                                  "refinit_transformer_iwslt_de_en"])
+def test_named_architectures_keep_their_shape_in_hydra_configs(bin_data, arch):
+    # fairseq-hydra-train fills a YAML's unset model options from the dataclass registered for its _name
+    # (fairseq.dataclass.initialize.add_defaults): a named architecture must bring its own defaults there,
+    # as --arch does on the command line, not the base model's
+    from fairseq.dataclass.utils import merge_with_parent
+    from fairseq.models import ARCH_MODEL_NAME_REGISTRY, MODEL_DATACLASS_REGISTRY, build_model
+    from omegaconf import OmegaConf
+
+    def shape(m):
+        return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    _, task, _ = build(bin_data)
+    yaml = OmegaConf.create({"_name": arch, "share_all_embeddings": True})
+    merged = merge_with_parent(MODEL_DATACLASS_REGISTRY[ARCH_MODEL_NAME_REGISTRY.get(arch, arch)](), yaml)
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        "D", "--user-dir", USER_DIR, "--task", "translation_admin", "--arch", arch, "--share-all-embeddings"])
+    torch.manual_seed(1)
+    from_yaml = build_model(merged, task)
+    torch.manual_seed(1)
+    from_flags = build_model(convert_namespace_to_omegaconf(args).model, task)
+    assert shape(from_yaml) == shape(from_flags)
+    layers = 18 if "18_18" in arch else 6
+    ffn = 1024 if "iwslt" in arch else 2048
+    assert len(from_yaml.encoder.layers) == len(from_yaml.decoder.layers) == layers
+    assert from_yaml.encoder.layers[0].fc1.weight.shape == (ffn, 512)
