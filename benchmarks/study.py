@@ -1,6 +1,6 @@
 """The evidence study: deep and shallow Post-LN, Pre-LN, Admin (profiled, logn), DeepNorm, on real data.
 
-    python benchmarks/study.py [--bin DIR] [--out DIR] [--jobs 2] [--only REGEX] [--quick]
+    python benchmarks/study.py [--bin DIR] [--out DIR] [--jobs 2] [--only REGEX] [--quick] [--ablation]
     (or: bash benchmarks/study.sh ...; it sets up .venv and the default data first)
 
 Every run is fairseq-train with the same schedule (RAdam, inverse-sqrt warmup, label smoothing), then
@@ -9,6 +9,10 @@ file exists; a finished run is skipped on rerun only if its command is unchanged
 next to its log), an interrupted one resumes from its checkpoint_last.pt. Runs are done in the
 order of RUNS (most informative first), ``--jobs`` at a time, one thread each. At the end (and with
 ``--summary`` alone) the table and the valid-loss plots are written from whatever logs exist.
+
+``--ablation`` first runs the stall ablation: the earlier H100 probe's optimiser, schedule and
+initialisation (Adam, warmup 1000, fairseq 0.12's init) at this width in fp32, for the probe's 400
+updates, then one factor changed at a time (reference init, ω fixed, RAdam) and Pre-LN in that regime.
 """
 import argparse
 import math

@@ -75,18 +75,42 @@ AdminOptions = dataclasses.make_dataclass("AdminOptions", _admin_fields(), bases
 RefInitOptions = dataclasses.make_dataclass("RefInitOptions", [_weight_init_field()], bases=(FairseqDataclass,))
 
 
+def _derived_options(architecture: Callable, names) -> set:
+    """The options whose default ``architecture`` takes from another option (``decoder_embed_dim`` follows
+    ``encoder_embed_dim`` in fairseq's base_architecture): found by giving each option a marker value and
+    seeing where else it lands."""
+    derived = set()
+    for source in names:
+        marker = f"<{source}>"
+        probe = argparse.Namespace(**{source: marker})
+        try:
+            architecture(probe)
+        except Exception:  # an architecture that computes with the value (not a copy of it)
+            continue
+        derived |= {k for k, v in vars(probe).items() if v == marker and k != source}
+    return derived
+
+
 def model_config(name: str, admin: bool, architecture: Optional[Callable] = None):
     """The flat dataclass config of a model: fairseq's Transformer options plus this plugin's (Admin's
     or the baselines' ``weight_init``), with the defaults of ``architecture`` (a fairseq architecture
-    function, applied to an empty namespace) where it sets one. Options that fairseq derives from
-    another (``decoder_input_dim``) stay unset, so that they follow it."""
+    function, applied to an empty namespace) where it sets one. Options whose default the architecture
+    takes from another option (``decoder_embed_dim``, ``decoder_input_dim``) stay unset, so that they
+    follow that option in a YAML as they do on the command line."""
     fields = _flat_transformer_fields() + (_admin_fields() if admin else [_weight_init_field()])
     if architecture is not None:
         defaults = argparse.Namespace()
         architecture(defaults)
-        fields = [(n, t, dataclasses.field(default=getattr(defaults, n), metadata=f.metadata))
-                  if hasattr(defaults, n) and f.default is not None and not isinstance(getattr(defaults, n), Enum)
-                  else (n, t, f) for n, t, f in fields]
+        derived = _derived_options(architecture, [n for n, _, _ in fields])
+        out = []
+        for n, t, f in fields:
+            if n in derived:
+                f = dataclasses.field(default=None, metadata=f.metadata)
+                t = Optional[t]
+            elif hasattr(defaults, n) and f.default is not None and not isinstance(getattr(defaults, n), Enum):
+                f = dataclasses.field(default=getattr(defaults, n), metadata=f.metadata)
+            out.append((n, t, f))
+        fields = out
     return dataclasses.make_dataclass(name, fields, bases=(FairseqDataclass,))
 
 

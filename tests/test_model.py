@@ -107,9 +107,13 @@ def test_dataclass_config_builds_the_same_model_as_the_command_line(bin_data, mo
         merge_with_parent(dc(), OmegaConf.create({**yaml, "weight_init": "kaiming"}))
 
 
-@pytest.mark.parametrize("arch", ["admin_transformer_iwslt_de_en", "admin_transformer_wmt_en_de_18_18",
-                                  "refinit_transformer_iwslt_de_en"])
-def test_named_architectures_keep_their_shape_in_hydra_configs(bin_data, arch):
+@pytest.mark.parametrize("arch,opts", [
+    ("admin_transformer_iwslt_de_en", {}), ("admin_transformer_wmt_en_de_18_18", {}),
+    ("refinit_transformer_iwslt_de_en", {}),
+    # options whose default follows another one's (the decoder's width follows the encoder's)
+    ("admin_transformer", {"encoder_embed_dim": 64, "encoder_ffn_embed_dim": 128}),
+])
+def test_named_architectures_keep_their_shape_in_hydra_configs(bin_data, arch, opts):
     # fairseq-hydra-train fills a YAML's unset model options from the dataclass registered for its _name
     # (fairseq.dataclass.initialize.add_defaults): a named architecture must bring its own defaults there,
     # as --arch does on the command line, not the base model's
@@ -124,16 +128,17 @@ def test_named_architectures_keep_their_shape_in_hydra_configs(bin_data, arch):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     _, task, _ = build(bin_data)
-    yaml = OmegaConf.create({"_name": arch, "share_all_embeddings": True})
+    yaml = OmegaConf.create({"_name": arch, "share_all_embeddings": True, **opts})
     merged = merge_with_parent(MODEL_DATACLASS_REGISTRY[ARCH_MODEL_NAME_REGISTRY.get(arch, arch)](), yaml)
     args = options.parse_args_and_arch(options.get_training_parser(), [
-        "D", "--user-dir", USER_DIR, "--task", "translation_admin", "--arch", arch, "--share-all-embeddings"])
+        "D", "--user-dir", USER_DIR, "--task", "translation_admin", "--arch", arch, "--share-all-embeddings",
+        *[x for k, v in opts.items() for x in ("--" + k.replace("_", "-"), str(v))]])
     torch.manual_seed(1)
     from_yaml = build_model(merged, task)
     torch.manual_seed(1)
     from_flags = build_model(convert_namespace_to_omegaconf(args).model, task)
     assert shape(from_yaml) == shape(from_flags)
     layers = 18 if "18_18" in arch else 6
-    ffn = 1024 if "iwslt" in arch else 2048
+    ffn, width = (1024 if "iwslt" in arch else opts.get("encoder_ffn_embed_dim", 2048)), opts.get("encoder_embed_dim", 512)
     assert len(from_yaml.encoder.layers) == len(from_yaml.decoder.layers) == layers
-    assert from_yaml.encoder.layers[0].fc1.weight.shape == (ffn, 512)
+    assert from_yaml.encoder.layers[0].fc1.weight.shape == from_yaml.decoder.layers[0].fc1.weight.shape == (ffn, width)
