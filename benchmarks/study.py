@@ -269,7 +269,7 @@ def plot_curves(out, curves):
         return
     colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
     titles = {"main": "RAdam lr 1e-3 warmup 400",
-              "h100": "the H100 probe's regime: Adam lr 1e-3 warmup 1000 (fp32)"}
+              "h100": "the H100 probe's Adam, warmup 1000 (fp32)"}
     for (layers, regime), runs in curves.items():
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for (method, seed), valid in sorted(runs.items()):
