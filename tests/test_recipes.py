@@ -307,3 +307,15 @@ def test_wmt14_prepare_offline(tmp_path):
     tok = (data / "prep" / "tok" / "train.tok.de").read_text(encoding="utf-8")
     assert "@-@" in tok and any(c.isupper() for c in tok)  # -a hyphen splitting, true case kept
     assert (data / "bin" / "train.en-de.en.bin").exists()
+
+
+def test_every_section_of_the_config_reaches_the_command_line(tmp_path):
+    # what a user adds to train.yaml, in any section fairseq knows, is in the fairseq-train line too
+    import shutil
+    recipe_dir = tmp_path / "r"
+    shutil.copytree(IWSLT, recipe_dir)
+    with open(recipe_dir / "train.yaml", "a") as f:
+        f.write("distributed_training:\n  ddp_backend: legacy_ddp\nbpe:\n  _name: subword_nmt\n")
+    cmd = train_command(load_recipe(str(recipe_dir)), "admin-6-6", "D", "S")
+    flags = _flags(cmd)
+    assert flags["--ddp-backend"] == "legacy_ddp" and flags["--bpe"] == "subword_nmt"

@@ -15,12 +15,11 @@ from typing import Dict, List, Optional, Tuple
 from .. import USER_DIR
 from ..errors import AdminError
 
-#: the sections of a fairseq config that the recipes set, in the order their flags are written
+#: the sections of a fairseq config in the order their flags are written (any other follows)
 SECTIONS = ("task", "model", "criterion", "optimizer", "lr_scheduler", "optimization", "dataset", "checkpoint",
             "common")
-#: ``_name`` of a section is the choice of a fairseq component
-COMPONENT_FLAGS = {"task": "--task", "model": "--arch", "criterion": "--criterion", "optimizer": "--optimizer",
-                   "lr_scheduler": "--lr-scheduler"}
+#: ``_name`` of a section is the choice of a fairseq component: --SECTION, but for the model (--arch)
+COMPONENT_FLAGS = {"model": "--arch"}
 #: the loss-scaling settings that only mean something with fp16 (a GPU)
 FP16_KEYS = ("fp16", "fp16_scale_window", "threshold_loss_scale")
 
@@ -56,7 +55,7 @@ def load_recipe(path: str) -> Dict:
     names = sorted(f[:-5] for f in os.listdir(vdir) if f.endswith(".yaml")) if os.path.isdir(vdir) else []
     if not names:
         raise AdminError(f"recipe {folder} has no variant/*.yaml")
-    recipe.update(dir=folder, config=config, default_variant=default_variant,
+    recipe.update(dir=folder, config=config, default_variant=default_variant,  # what hydra picks without variant=
                   variants={n: _yaml(os.path.join(vdir, f"{n}.yaml")) for n in names})
     for key in ("name", "seeds", "generate"):
         if key not in recipe:
@@ -115,12 +114,13 @@ def train_command(recipe: Dict, variant: str, data: str, save_dir: str, gpus: in
                                       1 if cpu else gpus)
     cfg["dataset"]["max_tokens"], cfg["optimization"]["update_freq"] = tokens, [update_freq]
     cmd = ["fairseq-train", data, "--user-dir", cfg["common"].pop("user_dir")]
-    for section in SECTIONS:
+    for section in [*SECTIONS, *(k for k in cfg if k not in SECTIONS)]:
         items = sorted(cfg.get(section, {}).items(), key=lambda kv: kv[0] != "_name")  # the component first
         for key, value in items:
             if (section, key) == ("task", "data") or (cpu and section == "common" and key in FP16_KEYS):
                 continue
-            flag = COMPONENT_FLAGS[section] if key == "_name" else "--" + key.replace("_", "-")
+            component = COMPONENT_FLAGS.get(section, "--" + section.replace("_", "-"))
+            flag = component if key == "_name" else "--" + key.replace("_", "-")
             if isinstance(value, bool):
                 cmd += [flag] if value else []
             elif value is not None:
