@@ -39,8 +39,10 @@ fairseq-train "$WORK/bin" --user-dir "$ROOT/fairseq_admin" --task translation_ad
   --seed 1 --num-workers 0 "${device[@]}" 2>&1 | grep --line-buffered -v -E "Warning|warn\(|deprecat|^\s*$|super\(\).__init__|_canonical_mask"
 
 log "4/5 generate the test split (beam 5) with checkpoint_best.pt"
+# --required-batch-size-multiple 1: else fairseq 0.12 leaves out the last test sentences (fairseq issue 5036)
 fairseq-generate "$WORK/bin" --user-dir "$ROOT/fairseq_admin" --path "$WORK/checkpoints/checkpoint_best.pt" \
-  --beam 5 --batch-size 128 --max-len-a 1.2 --max-len-b 10 --remove-bpe --num-workers 0 "${device[@]}" ${GEN_EXTRA:-} \
+  --beam 5 --batch-size 128 --required-batch-size-multiple 1 --max-len-a 1.2 --max-len-b 10 --remove-bpe \
+  --num-workers 0 "${device[@]}" ${GEN_EXTRA:-} \
   > "$WORK/generate.out.tmp" 2> "$WORK/generate.log"
 mv "$WORK/generate.out.tmp" "$WORK/generate.out"
 

@@ -150,7 +150,10 @@ def generate_command(recipe: Dict, data: str, checkpoint: str, cpu: bool = False
     cmd = ["fairseq-generate", data, "--user-dir", user_dir or USER_DIR,
            "--source-lang", recipe["source_lang"], "--target-lang", recipe["target_lang"],
            "--path", checkpoint, "--gen-subset", g.get("subset", "test"), "--beam", str(g["beam"]),
-           "--lenpen", str(g["lenpen"]), "--batch-size", str(g["batch_size"]), "--remove-bpe"]
+           "--lenpen", str(g["lenpen"]), "--batch-size", str(g["batch_size"]), "--remove-bpe",
+           # fairseq 0.12 drops the last batch when its size is not a multiple of this (default 8): up to 7
+           # test sentences, the longest, would be left out of the BLEU (fairseq issue 5036)
+           "--required-batch-size-multiple", "1"]
     return cmd + (["--cpu"] if cpu else ["--fp16"]) + list(extra)
 
 

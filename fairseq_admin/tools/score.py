@@ -76,7 +76,8 @@ def score(generate_out: str, raw_refs: Optional[str] = None, target_lang: str = 
     if missing:  # fairseq-generate skips some inputs (e.g. too long): the score is not over the whole set
         out["COVERAGE WARNING"] = (f"only {len(ids)} of {total} sentences translated (missing ids "
                                    f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}): "
-                                   "these scores are not over the whole test set")
+                                   "these scores are not over the whole test set; fairseq-generate drops the last "
+                                   "batch unless given --required-batch-size-multiple 1 (fairseq issue 5036)")
     if raw is not None:
         if ids[-1] >= len(raw):
             raise AdminError(f"{raw_refs} has {len(raw)} lines but {generate_out} translates line "
