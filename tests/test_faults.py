@@ -72,13 +72,6 @@ def test_killed_training_resumes_to_the_same_parameters(bin_data, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
 
 
-def _tmp_of(path):
-    """A hidden temporary of an atomic write of ``path`` exists."""
-    folder, name = os.path.split(path)
-    return lambda: os.path.isdir(folder) and any(n.startswith(f".{name}.") and n.endswith(".tmp")
-                                                 for n in os.listdir(folder))
-
-
 def test_killed_profile_step_reruns_to_the_same_profile(bin_data, tmp_path):
     # the recipe's profile step (fairseq-train --admin-profile-only), killed with its profile written but
     # not yet renamed into place: no profile is left, and the rerun writes the one an uninterrupted run writes
@@ -87,7 +80,7 @@ def test_killed_profile_step_reruns_to_the_same_profile(bin_data, tmp_path):
                                     "--admin-profile", str(prof))]
     clean, faulty = tmp_path / "clean.json", tmp_path / "p" / "admin_profile.json"
     _run(cmd(clean))
-    _run_killed_when(cmd(faulty), _tmp_of(str(faulty)), env={PAUSE_BEFORE_RENAME: faulty.name})
+    _run_killed_when(cmd(faulty), _hidden_tmp(str(faulty.parent)), env={PAUSE_BEFORE_RENAME: faulty.name})
     assert not faulty.exists()
     _run(cmd(faulty))
 
@@ -108,7 +101,7 @@ def test_killed_average_reruns_to_the_same_checkpoint(tmp_path):
                        "--output", str(out)]
     clean, faulty = tmp_path / "clean.pt", tmp_path / "avg" / "checkpoint_avg.pt"
     _run(cmd(clean))
-    _run_killed_when(cmd(faulty), _tmp_of(str(faulty)), env={PAUSE_BEFORE_RENAME: faulty.name})
+    _run_killed_when(cmd(faulty), _hidden_tmp(str(faulty.parent)), env={PAUSE_BEFORE_RENAME: faulty.name})
     assert not faulty.exists()
     _run(cmd(faulty))
     a, b = load_checkpoint(str(clean)), load_checkpoint(str(faulty))

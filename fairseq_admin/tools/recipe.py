@@ -36,8 +36,8 @@ def _yaml(path: str):
 
 def load_recipe(path: str) -> Dict:
     """The recipe in folder ``path`` (or named by one of its files): recipe.yaml's values, plus
-    ``config`` (train.yaml without its defaults list), ``variants`` (name -> its YAML),
-    ``default_variant``, ``dir``, ``source_lang`` and ``target_lang`` (from train.yaml)."""
+    ``config`` (train.yaml without its defaults list), ``variants`` (name -> its YAML), ``dir``,
+    ``source_lang`` and ``target_lang`` (from train.yaml)."""
     if path.endswith(".json"):
         raise AdminError(f"{path}: recipes are fairseq hydra configs now, one folder each: pass "
                          f"{os.path.splitext(path)[0]} (train.yaml, recipe.yaml, variant/)")
@@ -47,15 +47,14 @@ def load_recipe(path: str) -> Dict:
                          "which holds train.yaml, recipe.yaml and variant/")
     from omegaconf import OmegaConf
     config = _yaml(os.path.join(folder, "train.yaml"))
-    defaults = config.pop("defaults", [])
+    config.pop("defaults", None)  # hydra's: the variant group, chosen here per command
     config.pop("hydra", None)  # hydra's own settings (the run folder), not the job's
-    default_variant = next((d["variant"] for d in defaults if hasattr(d, "get") and "variant" in d), None)
     recipe = OmegaConf.to_container(_yaml(os.path.join(folder, "recipe.yaml")))
     vdir = os.path.join(folder, "variant")
     names = sorted(f[:-5] for f in os.listdir(vdir) if f.endswith(".yaml")) if os.path.isdir(vdir) else []
     if not names:
         raise AdminError(f"recipe {folder} has no variant/*.yaml")
-    recipe.update(dir=folder, config=config, default_variant=default_variant,  # what hydra picks without variant=
+    recipe.update(dir=folder, config=config,
                   variants={n: _yaml(os.path.join(vdir, f"{n}.yaml")) for n in names})
     for key in ("name", "seeds", "generate"):
         if key not in recipe:
@@ -101,6 +100,13 @@ def batch_split(update_freq: int, tokens_per_gpu: int, gpus: int) -> Tuple[int, 
     return total // (gpus * update_freq), update_freq
 
 
+def _compose_for(recipe: Dict, variant: str, data: str, save_dir: str, user_dir: str, seed: Optional[int],
+                 gpus: int):
+    """The composed config of a run on ``gpus`` GPUs and its (max_tokens per GPU, update_freq)."""
+    cfg = compose(recipe, variant, data, save_dir, user_dir, seed)
+    return (cfg, *batch_split(cfg["optimization"]["update_freq"][0], cfg["dataset"]["max_tokens"], gpus))
+
+
 def _flag_value(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
@@ -109,9 +115,7 @@ def train_command(recipe: Dict, variant: str, data: str, save_dir: str, gpus: in
                   user_dir: str = "", extra: List[str] = (), seed: Optional[int] = None) -> List[str]:
     """The fairseq-train command line of one variant (``gpus`` processes, or the CPU): every value of
     the composed config as its command-line flag."""
-    cfg = compose(recipe, variant, data, save_dir, user_dir, seed)
-    tokens, update_freq = batch_split(cfg["optimization"]["update_freq"][0], cfg["dataset"]["max_tokens"],
-                                      1 if cpu else gpus)
+    cfg, tokens, update_freq = _compose_for(recipe, variant, data, save_dir, user_dir, seed, 1 if cpu else gpus)
     cfg["dataset"]["max_tokens"], cfg["optimization"]["update_freq"] = tokens, [update_freq]
     cmd = ["fairseq-train", data, "--user-dir", cfg["common"].pop("user_dir")]
     for section in [*SECTIONS, *(k for k in cfg if k not in SECTIONS)]:
@@ -132,9 +136,7 @@ def train_command(recipe: Dict, variant: str, data: str, save_dir: str, gpus: in
 def hydra_command(recipe: Dict, variant: str, data: str, save_dir: str, gpus: int = 1, cpu: bool = False,
                   user_dir: str = "", extra: List[str] = (), seed: Optional[int] = None) -> List[str]:
     """The same run as ``train_command``, as a fairseq-hydra-train command line on the recipe's config."""
-    cfg = compose(recipe, variant, data, save_dir, user_dir, seed)
-    tokens, update_freq = batch_split(cfg["optimization"]["update_freq"][0], cfg["dataset"]["max_tokens"],
-                                      1 if cpu else gpus)
+    cfg, tokens, update_freq = _compose_for(recipe, variant, data, save_dir, user_dir, seed, 1 if cpu else gpus)
     cmd = ["fairseq-hydra-train", "--config-dir", os.path.abspath(recipe["dir"]), "--config-name", "train",
            f"variant={variant}", f"common.user_dir={cfg['common']['user_dir']}", f"task.data={data}",
            f"checkpoint.save_dir={save_dir}", f"common.seed={cfg['common']['seed']}",
