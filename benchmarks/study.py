@@ -87,30 +87,61 @@ RUNS = [(18, m, 1) for m in ("postln", "admin", "preln")] \
 #: with --ablation: what might explain the H100 stall, 18-18, seed 1 (run before the rest of RUNS)
 ABLATION_RUNS = [(18, m, 1) for m in ABLATION_METHODS]
 QUICK_RUNS = [(2, m, 1) for m in ("postln", "preln", "admin", "deepnorm")]
+#: with --long (issue 15, the late stage): 4,000 updates, the deep comparison first (Admin and Pre-LN,
+#: seeds 1 and 2), then one seed of the other methods, then third seeds if the CPU allows
+LONG_RUNS = [(18, "admin", 1), (18, "preln", 1), (18, "admin", 2), (18, "preln", 2),
+             (18, "admin-logn", 1), (18, "deepnorm", 1), (18, "postln", 1), (18, "admin", 3), (18, "preln", 3)]
+LONG_UPDATES = 4000
+#: long runs save (and so validate: fairseq validates at every interval save) every 100 updates, as the
+#: 800-update runs did, and keep the last 5 interval checkpoints (3,600-4,000): the reference averages
+#: the last tenth of its training
+LONG_SAVE_EVERY, LONG_AVERAGE = 100, 5
+LONG_LOG_EVERY = 50  # ω and branch dependency β² every 50 updates (and at update 0)
+QUICK_LONG_RUNS = [(2, m, 1) for m in ("admin", "preln")]
 
 
 def run_name(layers, method, seed):
     return f"{layers}x{layers}-{method}-seed{seed}"
 
 
-def train_command(bin_dir, out, layers, method, seed, updates, quick):
+def train_command(bin_dir, out, layers, method, seed, updates, quick, long=False):
     save = os.path.join(out, "checkpoints", run_name(layers, method, seed))
     valid_every = 3 if quick else 100
+    log_every = 2 if quick else (LONG_LOG_EVERY if long else 50)
+    # long: keep the last LONG_AVERAGE interval checkpoints (to average) and log β² (issue 15)
+    extra = ["--keep-interval-updates", str(LONG_AVERAGE), "--admin-log-dependency", str(log_every)] if long else []
     return ["fairseq-train", bin_dir, "--user-dir", os.path.join(ROOT, "fairseq_admin"), "--task", "translation_admin",
             *METHODS[method], "--encoder-layers", str(layers), "--decoder-layers", str(layers),
             *(QUICK_WIDTH if quick else WIDTH), *SCHEDULE, *(["--warmup-updates", "3"] if quick else []),
             "--seed", str(seed), "--max-update", str(updates),
             "--validate-interval-updates", str(valid_every), "--validate-interval", "1000",
             "--save-interval-updates", str(valid_every), "--keep-interval-updates", "1", "--no-epoch-checkpoints",
-            "--save-dir", save, "--admin-log-omega", "2" if quick else "50", "--log-format", "simple",
-            "--log-interval", "2" if quick else "50", "--num-workers", "0", "--cpu", *OVERRIDES.get(method, [])]
+            "--save-dir", save, "--admin-log-omega", str(log_every), "--log-format", "simple",
+            "--log-interval", str(log_every), "--num-workers", "0", "--cpu", *OVERRIDES.get(method, []), *extra]
 
 
-def generate_command(bin_dir, out, layers, method, seed, quick):
-    ckpt = os.path.join(out, "checkpoints", run_name(layers, method, seed), "checkpoint_last.pt")
+def generate_command(bin_dir, out, layers, method, seed, quick, checkpoint="checkpoint_last.pt", long=False):
+    ckpt = os.path.join(out, "checkpoints", run_name(layers, method, seed), checkpoint)
+    # long: every test sentence (fairseq 0.12 drops a last batch whose size is not a multiple of 8)
+    every = ["--required-batch-size-multiple", "1"] if long else []
     return ["fairseq-generate", bin_dir, "--user-dir", os.path.join(ROOT, "fairseq_admin"), "--path", ckpt,
             "--gen-subset", "test", "--beam", "5", "--lenpen", "1", "--batch-size", "128", "--remove-bpe",
-            "--max-len-a", "1.2", "--max-len-b", "10", "--cpu", "--quiet"]
+            "--max-len-a", "1.2", "--max-len-b", "10", "--cpu", "--quiet", *every]
+
+
+def average_command(out, layers, method, seed):
+    save = os.path.join(out, "checkpoints", run_name(layers, method, seed))
+    return ["fairseq-admin", "average", save, "--updates", "--last", str(LONG_AVERAGE),
+            "--output", os.path.join(save, "averaged.pt")]
+
+
+def evaluations(args, layers, method, seed):
+    """[(BLEU file suffix, commands before generate, generate command)] of one run."""
+    if not args.long:
+        return [("bleu.txt", [], generate_command(args.bin, args.out, layers, method, seed, args.quick))]
+    gen = lambda ckpt: generate_command(args.bin, args.out, layers, method, seed, args.quick, ckpt, long=True)  # noqa: E731
+    return [("best.bleu.txt", [], gen("checkpoint_best.pt")),
+            ("avg.bleu.txt", [average_command(args.out, layers, method, seed)], gen("averaged.pt"))]
 
 
 def _run_logged(cmd, log, append):
@@ -148,28 +179,33 @@ def _write_atomic(path, text):
 def do_run(args, layers, method, seed):
     """Train (or resume) and decode one run; skip it when finished with the same commands."""
     name = run_name(layers, method, seed)
-    log, bleu, stamp = (os.path.join(args.out, f"{name}.{ext}") for ext in ("log", "bleu.txt", "cmd"))
+    log, stamp = (os.path.join(args.out, f"{name}.{ext}") for ext in ("log", "cmd"))
     updates = args.ablation_updates if method in ABLATION_METHODS else args.updates
-    train = train_command(args.bin, args.out, layers, method, seed, updates, args.quick)
-    gen = generate_command(args.bin, args.out, layers, method, seed, args.quick)
-    commands = f"{shlex.join(train)}\n{shlex.join(gen)}\n"
-    finished = "done training" in (_read(log) or "") and "BLEU" in (_read(bleu) or "")
+    train = train_command(args.bin, args.out, layers, method, seed, updates, args.quick, args.long)
+    evals = [(os.path.join(args.out, f"{name}.{suffix}"), before, gen)
+             for suffix, before, gen in evaluations(args, layers, method, seed)]
+    commands = "".join(f"{shlex.join(c)}\n" for c in [train] + [c for _, before, gen in evals for c in before + [gen]])
+    finished = "done training" in (_read(log) or "") and all("BLEU" in (_read(b) or "") for b, _, _ in evals)
     same = canonical(_read(stamp)) == canonical(commands)
     if same and finished:
         return f"{name}: finished earlier, skipped"
     if not same:  # other settings: start from scratch, never mix two configurations in one run
-        subprocess.run(["rm", "-rf", os.path.join(args.out, "checkpoints", name), log, bleu])
+        subprocess.run(["rm", "-rf", os.path.join(args.out, "checkpoints", name), log, *(b for b, _, _ in evals)])
         _write_atomic(stamp, commands)
     start = time.time()
     if "done training" not in (_read(log) or ""):
         rc = _run_logged(train, log, append=same)
         if rc != 0 or "done training" not in (_read(log) or ""):
             return f"{name}: training FAILED (exit {rc}), see {log}"
-    tmp = f"{bleu}.part"
-    rc = _run_logged(gen, tmp, append=False)
-    if rc != 0:
-        return f"{name}: generate FAILED (exit {rc}), see {tmp}"
-    os.replace(tmp, bleu)
+    for bleu, before, gen in evals:
+        if "BLEU" in (_read(bleu) or ""):
+            continue
+        tmp = f"{bleu}.part"
+        for i, cmd in enumerate(before + [gen]):
+            rc = _run_logged(cmd, tmp, append=i > 0)
+            if rc != 0:
+                return f"{name}: {os.path.basename(cmd[0])} FAILED (exit {rc}), see {tmp}"
+        os.replace(tmp, bleu)
     return f"{name}: done in {time.time() - start:.0f} s"
 
 
@@ -257,6 +293,137 @@ def summarize(args, runs):
     plot_curves(args.out, curves)
     plot_omegas(args.out, [(run_name(*r), omega_curve(os.path.join(args.out, f"{run_name(*r)}.log"))) for r in runs])
     return table
+
+
+def beta2_curve(path):
+    """[(update measured at, {sublayer metric: β²})] from a log's train_inner lines (--admin-log-dependency)."""
+    out = []
+    for line in (_read(path) or "").splitlines():
+        if "train_inner" not in line or "beta2_update=" not in line:
+            continue
+        values = dict((k, float(v)) for k, v in re.findall(r"beta2_(\w+?)=([-\d.e]+|nan)", line))
+        out.append((int(values.pop("update")), values))
+    return out
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.2f} (1 seed)"
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:.2f} ± {std:.2f} ({len(values)} seeds)"
+
+
+def first_updates_check(args, layers, method, seed, valid):
+    """Largest |valid loss difference| against the 800-update study's run over the updates both have,
+    or None when that run is not there."""
+    short = parse_valid(os.path.join(ROOT, "benchmarks", "results-study", f"{run_name(layers, method, seed)}.log"))
+    common = sorted(set(short) & set(dict(valid)))
+    if not common:
+        return None
+    long = dict(valid)
+    return max(abs(short[u] - long[u]) for u in common), common[-1]
+
+
+def parse_valid(path):
+    return dict(parse(path)["valid"]) if _read(path) is not None else {}
+
+
+def summarize_long(args, runs):
+    rows, by_method, curves, checks = [], {}, {}, []
+    for layers, method, seed in runs:
+        name = run_name(layers, method, seed)
+        log = os.path.join(args.out, f"{name}.log")
+        text = _read(log)
+        if text is None or not parse(log)["valid"]:
+            continue
+        valid = parse(log)["valid"]
+        curves[(method, seed)] = valid
+        done = "done training" in text
+        best_update, best = min(valid, key=lambda uv: uv[1])
+        bleu_best = bleu_of(os.path.join(args.out, f"{name}.best.bleu.txt"))
+        bleu_avg = bleu_of(os.path.join(args.out, f"{name}.avg.bleu.txt"))
+        by_method.setdefault((layers, method), []).append((seed, best, valid[-1][1] if done else None, bleu_best, bleu_avg))
+        rows.append(f"| {layers}-{layers} | {LABELS[method]} | {seed} | {valid[-1][0]}{'' if done else ' (unfinished)'} "
+                    f"| {valid[-1][1]:.2f} | {best:.2f} (update {best_update}) | {_or_dash(bleu_best)} | {_or_dash(bleu_avg)} |")
+        check = first_updates_check(args, layers, method, seed, valid)
+        if check is not None:
+            checks.append(f"| {name} | {check[1]} | {check[0]:.4f} |")
+    table = ("| depth | method | seed | updates | valid loss (last) | best valid | test BLEU, best checkpoint "
+             f"| test BLEU, average of the last {LONG_AVERAGE} |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    means = ["| depth | method | best valid | final valid (finished runs) | BLEU best checkpoint | BLEU averaged |",
+             "|---|---|---|---|---|---|"]
+    for (layers, method), items in by_method.items():
+        means.append(f"| {layers}-{layers} | {LABELS[method]} | {_mean_std([i[1] for i in items])} "
+                     f"| {_mean_std([i[2] for i in items])} | {_mean_std([i[3] for i in items])} "
+                     f"| {_mean_std([i[4] for i in items])} |")
+    text = (table + "\nMean ± standard deviation over seeds (finished evaluations only):\n\n" + "\n".join(means) + "\n"
+            + "\nThe first updates against the 800-update study (benchmarks/results-study), valid loss:\n\n"
+            + "| run | updates compared (every 100 up to) | largest abs difference |\n|---|---|---|\n"
+            + "\n".join(checks) + "\n")
+    _write_atomic(os.path.join(args.out, "summary.md"), text)
+    print(text)
+    if curves:
+        plot_long(args.out, curves)
+    for layers, method, seed in runs:
+        name = run_name(layers, method, seed)
+        beta = beta2_curve(os.path.join(args.out, f"{name}.log"))
+        if beta:
+            plot_beta2_heatmap(os.path.join(args.out, f"beta2_{name}.png"), name, beta)
+    plot_omegas(args.out, [(run_name(*r), omega_curve(os.path.join(args.out, f"{run_name(*r)}.log"))) for r in runs])
+    return text
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_long(out, curves):
+    plt = _plt()
+    colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    styles = {1: "-", 2: "--", 3: ":"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (method, seed), valid in sorted(curves.items()):
+        ax.plot(*zip(*valid), color=colors[method], linestyle=styles.get(seed, "-."), label=f"{LABELS[method]} (seed {seed})")
+    ax.set_xlabel("update")
+    ax.set_ylabel("valid loss (label-smoothed CE, base 2)")
+    ax.set_ylim(top=min(10.5, ax.get_ylim()[1]))
+    ax.set_title("18-18, width 128, RAdam lr 1e-3 warmup 400, bundled De-En sample: the late stage", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out, "valid_loss_long.png")
+    fig.savefig(f"{path}.tmp.png", dpi=110)
+    os.replace(f"{path}.tmp.png", path)
+    plt.close(fig)
+
+
+def plot_beta2_heatmap(path, name, beta):
+    """Sublayer (rows, forward order, encoder then decoder) x update (columns) heatmap of β²."""
+    plt = _plt()
+    names = [k for k in beta[0][1] if not k.endswith("_mean")]
+    updates = [u for u, _ in beta]
+    grid = [[values.get(k, float("nan")) for _, values in beta] for k in names]
+    fig, ax = plt.subplots(figsize=(9, 10))
+    im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
+    ax.set_yticks(range(0, len(names), 3))
+    ax.set_yticklabels([names[i] for i in range(0, len(names), 3)], fontsize=6)
+    step = max(1, len(updates) // 10)
+    ax.set_xticks(range(0, len(updates), step))
+    ax.set_xticklabels([updates[i] for i in range(0, len(updates), step)], fontsize=7)
+    ax.set_xlabel("update (β² measured on that update's batch)")
+    ax.set_title(f"{name}: branch dependency β² = Var(F) / Var(ω·r + F)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(f"{path}.tmp.png", dpi=100)
+    os.replace(f"{path}.tmp.png", path)
+    plt.close(fig)
 
 
 def plot_curves(out, curves):
@@ -347,10 +514,19 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="2-2 layers, width 32, warmup 3, 12 updates (the tests' mode)")
     p.add_argument("--summary", action="store_true", help="only write the table and plots from the logs")
     p.add_argument("--ablation", action="store_true", help="also the stall ablations (ω fixed, warmup 2000)")
+    p.add_argument("--long", action="store_true",
+                   help=f"the late stage: {LONG_UPDATES} updates, best and averaged checkpoints decoded, β² logged "
+                        "(results in benchmarks/results-long unless --out)")
     args = p.parse_args(argv)
-    args.updates = args.updates or (12 if args.quick else 800)
+    if args.long and args.out == p.get_default("out"):
+        args.out = os.path.join(ROOT, "benchmarks", "results-long")
+    args.updates = args.updates or (15 if args.quick and args.long else 12 if args.quick
+                                    else LONG_UPDATES if args.long else 800)
     args.ablation_updates = min(args.updates, ABLATION_UPDATES)
-    runs = QUICK_RUNS if args.quick else (ABLATION_RUNS if args.ablation else []) + RUNS
+    if args.long:
+        runs = QUICK_LONG_RUNS if args.quick else LONG_RUNS
+    else:
+        runs = QUICK_RUNS if args.quick else (ABLATION_RUNS if args.ablation else []) + RUNS
     runs = [r for r in runs if re.search(args.only, run_name(*r))]
     os.makedirs(args.out, exist_ok=True)
     if not args.summary:
@@ -363,7 +539,7 @@ def main(argv=None):
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             for message in pool.map(lambda r: do_run(args, *r), runs):
                 print(f"| {message}", flush=True)
-    summarize(args, runs)
+    (summarize_long if args.long else summarize)(args, runs)
 
 
 if __name__ == "__main__":

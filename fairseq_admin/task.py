@@ -18,6 +18,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
 from . import distributed
+from .dependency import DependencyMeter
 from .errors import AdminError
 from .model import AdminTransformerModel
 from .profile_file import (
@@ -48,6 +49,11 @@ class TranslationAdminConfig(TranslationConfig):
     admin_log_omega: int = field(default=0, metadata={
         "help": "every N updates, log the mean/min/max of ω per stack (omega_enc_mean, ... in fairseq's "
                 "train log and tensorboard); 0: never"})
+    admin_log_dependency: int = field(default=0, metadata={
+        "help": "every N updates (and at update 0), log each residual sublayer's branch dependency "
+                "beta2 = Var(F(r)) / Var(omega*r + F(r)) on that update's batch (beta2_enc_01_attn, ..., "
+                "beta2_enc_mean, beta2_dec_mean in the train log and tensorboard); any fairseq Transformer "
+                "(Admin, DeepNorm, Post-LN, Pre-LN); measured during the step, no extra forward; 0: never"})
     # read from the rest of fairseq's configuration, to pick the same first batch as the trainer
     seed: int = II("common.seed")
     cpu: bool = II("common.cpu")
@@ -74,6 +80,10 @@ class TranslationAdminTask(TranslationTask):
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
+        for option in ("admin_log_omega", "admin_log_dependency"):
+            if getattr(cfg, option) < 0:
+                flag = "--" + option.replace("_", "-")
+                raise AdminError(f"{flag} {getattr(cfg, option)}: give a number of updates (N > 0), or 0 for never")
         check_data_folder(cfg)
         return super().setup_task(cfg, **kwargs)
 
@@ -100,7 +110,13 @@ class TranslationAdminTask(TranslationTask):
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        every = self.cfg.admin_log_dependency
+        if every and update_num % every == 0:
+            with DependencyMeter(model) as meter:
+                out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+            meter.log(update_num)
+        else:
+            out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         every = self.cfg.admin_log_omega
         if every and update_num % every == 0:
             log_omega_stats(model)

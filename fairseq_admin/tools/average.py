@@ -38,6 +38,27 @@ def last_epoch_checkpoints(folder: str, count: int, upper_epoch: Optional[int] =
     return [os.path.join(folder, f"checkpoint{e}.pt") for e in sorted(chosen)]
 
 
+def last_update_checkpoints(folder: str, count: int, upper_update: Optional[int] = None,
+                            allow_fewer: bool = False) -> List[str]:
+    """The ``count`` interval checkpoints (checkpoint_E_U.pt, written by --save-interval-updates) of
+    ``folder`` with the highest update U <= ``upper_update``."""
+    if count < 1:
+        raise AdminError(f"--last must be at least 1, got {count}")
+    if not os.path.isdir(folder):
+        raise AdminError(f"no checkpoint folder {folder}")
+    found = {int(m.group(2)): f for f in os.listdir(folder) if (m := re.fullmatch(r"checkpoint_(\d+)_(\d+)\.pt", f))}
+    if not found:
+        raise AdminError(f"no interval checkpoints (checkpoint_E_U.pt) in {folder}: train with "
+                         "--save-interval-updates N (and --keep-interval-updates at least --last)")
+    chosen = sorted((u for u in found if upper_update is None or u <= upper_update), reverse=True)[:count]
+    if len(chosen) < count and not allow_fewer:
+        bound = f" up to update {upper_update}" if upper_update is not None else ""
+        raise AdminError(f"{folder} has {len(chosen)} interval checkpoint(s){bound} "
+                         f"(updates {', '.join(map(str, sorted(chosen))) or 'none'}), not the {count} asked for: "
+                         "train longer, or pass --allow-fewer to average what is there")
+    return [os.path.join(folder, found[u]) for u in sorted(chosen)]
+
+
 def average_checkpoints(paths: List[str], output: str, trust: bool = False) -> None:
     """Average the model parameters of ``paths``; write a loadable fairseq checkpoint to ``output``."""
     if not paths:

@@ -116,9 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_arguments(s)
     s.set_defaults(func=cmd_recipe)
 
-    s = sub.add_parser("average", help="average the last N epoch checkpoints (ω included)")
+    s = sub.add_parser("average", help="average the last N epoch (or interval) checkpoints (ω included)")
     s.add_argument("checkpoint_dir")
     s.add_argument("--last", type=int, default=10, help="how many epoch checkpoints (default 10)")
+    s.add_argument("--updates", action="store_true",
+                   help="average interval checkpoints (checkpoint_E_U.pt of --save-interval-updates) by update "
+                        "instead of epoch checkpoints")
+    s.add_argument("--upper-update", type=int, help="with --updates: only checkpoints up to this update")
     s.add_argument("--upper-epoch", type=int, help="only epochs up to this one (the reference: IWSLT14 90, "
                                                    "WMT14 100, i.e. epochs 81-90 / 91-100)")
     s.add_argument("--allow-fewer", action="store_true", help="average fewer than --last if that is all there is")
@@ -156,9 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_average(args) -> None:
-    from .average import average_checkpoints, last_epoch_checkpoints
+    from .average import average_checkpoints, last_epoch_checkpoints, last_update_checkpoints
 
-    paths = last_epoch_checkpoints(args.checkpoint_dir, args.last, args.upper_epoch, args.allow_fewer)
+    if args.updates:
+        if args.upper_epoch is not None:
+            raise AdminError("--upper-epoch is for epoch checkpoints: with --updates use --upper-update")
+        paths = last_update_checkpoints(args.checkpoint_dir, args.last, args.upper_update, args.allow_fewer)
+    else:
+        if args.upper_update is not None:
+            raise AdminError("--upper-update needs --updates (interval checkpoints)")
+        paths = last_epoch_checkpoints(args.checkpoint_dir, args.last, args.upper_epoch, args.allow_fewer)
     average_checkpoints(paths, args.output, args.trust_checkpoint)
     logger.info(f"averaged {len(paths)} checkpoints ({', '.join(os.path.basename(p) for p in paths)}) "
                 f"into {args.output}")
