@@ -23,10 +23,11 @@ import argparse
 import dataclasses
 import logging
 import os
-import unicodedata
 from typing import Iterator, List, Optional
 
 from ..errors import AdminError
+from . import moses
+from .moses import remove_non_printing  # noqa: F401  (re-exported)
 from ..files import StampedStep, atomic_write, atomic_write_lines as _write_lines, read_lines
 
 logger = logging.getLogger(__name__)
@@ -54,37 +55,29 @@ class PrepareSettings:
                    max_len=175, max_ratio=1.5, valid_every=23)
 
 
-def remove_non_printing(line: str) -> str:
-    """Moses remove-non-printing-char.perl: every character of Unicode category C (\\p{C}) becomes a space."""
-    return "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in line)
-
-
 def tokenize_lines(lines, lang: str, s: PrepareSettings, normalize: bool) -> Iterator[str]:
-    """Moses tokenization of one split, with the split's normalisation; lowercased if asked."""
-    from sacremoses import MosesPunctNormalizer, MosesTokenizer
-
-    norm, tok = MosesPunctNormalizer(lang=lang, perl_parity=True), MosesTokenizer(lang=lang)
+    """The Moses scripts on one split, as the reference pipes them: normalize-punctuation.perl |
+    remove-non-printing-char.perl (if ``normalize``) | tokenizer.perl [-a] | lowercase.perl (if asked);
+    byte for byte (see moses.py)."""
+    tok = moses.tokenizer(lang)
     for line in lines:
         if normalize:
-            line = remove_non_printing(norm.normalize(line))
-        out = tok.tokenize(line, aggressive_dash_splits=s.aggressive_hyphen_split, return_str=True,
-                           escape=s.escape)
-        yield out.lower() if s.lowercase else out
+            line = moses.remove_non_printing(moses.normalize_punctuation(line, lang))
+        out = tok.tokenize_line(line, s.aggressive_hyphen_split, s.escape)
+        yield moses.perl_lc(out) if s.lowercase else out
 
 
 def keep_pair(src: str, tgt: str, min_len: int, max_len: int, ratio: float) -> bool:
-    """Moses clean-corpus-n.perl's test on two whitespace-tokenized lines."""
-    n, m = len(src.split()), len(tgt.split())
-    return min(n, m) >= max(min_len, 1) and max(n, m) <= max_len and n <= ratio * m and m <= ratio * n
+    """Moses clean-corpus-n.perl's test on two tokenized lines."""
+    return any(True for _ in moses.clean_corpus([(src, tgt)], min_len, max_len, ratio))
 
 
 def clean_pair(src_in: str, tgt_in: str, src_out: str, tgt_out: str, min_len=1, max_len=80, ratio=9.0) -> None:
-    """Drop pairs with a side outside [min_len, max_len] tokens or a length ratio above ``ratio``; kept
-    lines get single spaces, as clean-corpus-n writes them."""
+    """clean-corpus-n.perl: drop pairs with a side outside [min_len, max_len] tokens, a length ratio
+    above ``ratio`` or a token over 1,000 characters; kept lines as it writes them."""
     def kept(side):
-        for s, t in zip(read_lines(src_in), read_lines(tgt_in)):
-            if keep_pair(s, t, min_len, max_len, ratio):
-                yield " ".join((s, t)[side].split())
+        for pair in moses.clean_corpus(zip(read_lines(src_in), read_lines(tgt_in)), min_len, max_len, ratio):
+            yield pair[side]
     _write_lines(src_out, kept(0))
     _write_lines(tgt_out, kept(1))
 
@@ -136,6 +129,7 @@ def prepare_corpus(raw: str, out: str, src: str, tgt: str, settings: Optional[Pr
     tok, bpe = os.path.join(out, "tok"), os.path.join(out, "bpe")
     tok_conf = {k: getattr(s, k) for k in ("lowercase", "aggressive_hyphen_split", "escape")}
     clean_conf = {k: getattr(s, k) for k in ("clean_splits", "min_len", "max_len", "max_ratio")}
+    tok_conf["engine"] = clean_conf["engine"] = moses.ENGINE
 
     def path(split, stage, lang):
         return os.path.join(tok, f"{split}.{stage}.{lang}")
