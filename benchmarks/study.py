@@ -176,6 +176,81 @@ def _write_atomic(path, text):
     os.replace(tmp, path)
 
 
+#: resume states are committed in parts below this size (hosting services refuse files over 100 MB)
+PART_BYTES = 45 * 1024 * 1024
+
+
+def _sha256(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _resume_files(save, updates):
+    """What a run needs to resume elsewhere: checkpoint_last.pt, checkpoint_best.pt and the interval
+    checkpoints inside the averaging window."""
+    names = ["checkpoint_last.pt", "checkpoint_best.pt"]
+    window = updates - LONG_AVERAGE * LONG_SAVE_EVERY
+    for f in sorted(os.listdir(save)):
+        m = re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", f)
+        if m and int(m.group(1)) > window:
+            names.append(f)
+    return [n for n in names if os.path.exists(os.path.join(save, n))]
+
+
+def stash(args, runs):
+    """Copy each unfinished run's checkpoints into OUT/resume/NAME/ in parts (identical files once), with
+    a manifest: committed, they let a fresh clone resume the run where this machine stopped."""
+    import json
+    for layers, method, seed in runs:
+        name = run_name(layers, method, seed)
+        save = os.path.join(args.out, "checkpoints", name)
+        if "done training" in (_read(os.path.join(args.out, f"{name}.log")) or "") or not os.path.isdir(save):
+            continue
+        dest = os.path.join(args.out, "resume", name)
+        subprocess.run(["rm", "-rf", dest])
+        os.makedirs(dest)
+        manifest, blobs = {}, {}
+        for f in _resume_files(save, args.updates):
+            digest = _sha256(os.path.join(save, f))
+            manifest[f] = digest
+            if digest in blobs:
+                continue
+            blobs[digest] = True
+            with open(os.path.join(save, f), "rb") as src:
+                for i, block in enumerate(iter(lambda: src.read(PART_BYTES), b"")):
+                    with open(os.path.join(dest, f"{digest[:16]}.part{i:02d}"), "wb") as out:
+                        out.write(block)
+        _write_atomic(os.path.join(dest, "manifest.json"), json.dumps(manifest, indent=1) + "\n")
+        print(f"| stashed {name}: {', '.join(manifest)} in {dest}")
+
+
+def restore(args, name):
+    """Rebuild a run's checkpoints from OUT/resume/NAME/ when this checkout has none (a fresh clone)."""
+    import json
+    src = os.path.join(args.out, "resume", name)
+    save = os.path.join(args.out, "checkpoints", name)
+    manifest = _read(os.path.join(src, "manifest.json"))
+    if manifest is None or os.path.exists(os.path.join(save, "checkpoint_last.pt")):
+        return False
+    os.makedirs(save, exist_ok=True)
+    for f, digest in json.loads(manifest).items():
+        parts = sorted(p for p in os.listdir(src) if p.startswith(digest[:16] + ".part"))
+        tmp = os.path.join(save, f + ".tmp")
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(os.path.join(src, part), "rb") as block:
+                    out.write(block.read())
+        if _sha256(tmp) != digest:
+            os.remove(tmp)
+            sys.exit(f"study: error: {src} is damaged ({f} does not match its sha256): delete it to restart {name}")
+        os.replace(tmp, os.path.join(save, f))
+    return True
+
+
 def do_run(args, layers, method, seed):
     """Train (or resume) and decode one run; skip it when finished with the same commands."""
     name = run_name(layers, method, seed)
@@ -194,6 +269,8 @@ def do_run(args, layers, method, seed):
         _write_atomic(stamp, commands)
     start = time.time()
     if "done training" not in (_read(log) or ""):
+        if same and restore(args, name):
+            print(f"| {name}: resuming from the committed state in {args.out}/resume/{name}", flush=True)
         rc = _run_logged(train, log, append=same)
         if rc != 0 or "done training" not in (_read(log) or ""):
             return f"{name}: training FAILED (exit {rc}), see {log}"
@@ -303,7 +380,8 @@ def beta2_curve(path):
             continue
         values = dict((k, float(v)) for k, v in re.findall(r"beta2_(\w+?)=([-\d.e]+|nan)", line))
         out.append((int(values.pop("update")), values))
-    return out
+    # a resumed run logs again the updates after its last checkpoint: keep the last of each
+    return sorted(dict(out).items())
 
 
 def _mean_std(values):
@@ -340,7 +418,7 @@ def summarize_long(args, runs):
         text = _read(log)
         if text is None or not parse(log)["valid"]:
             continue
-        valid = parse(log)["valid"]
+        valid = sorted(dict(parse(log)["valid"]).items())  # a resumed run may log an update twice
         curves[(method, seed)] = valid
         done = "done training" in text
         best_update, best = min(valid, key=lambda uv: uv[1])
@@ -514,6 +592,9 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="2-2 layers, width 32, warmup 3, 12 updates (the tests' mode)")
     p.add_argument("--summary", action="store_true", help="only write the table and plots from the logs")
     p.add_argument("--ablation", action="store_true", help="also the stall ablations (ω fixed, warmup 2000)")
+    p.add_argument("--stash", action="store_true",
+                   help="only copy each unfinished run's checkpoints into OUT/resume/ (commit them: a fresh clone "
+                        "then resumes those runs instead of starting again)")
     p.add_argument("--long", action="store_true",
                    help=f"the late stage: {LONG_UPDATES} updates, best and averaged checkpoints decoded, β² logged "
                         "(results in benchmarks/results-long unless --out)")
@@ -529,6 +610,8 @@ def main(argv=None):
         runs = QUICK_RUNS if args.quick else (ABLATION_RUNS if args.ablation else []) + RUNS
     runs = [r for r in runs if re.search(args.only, run_name(*r))]
     os.makedirs(args.out, exist_ok=True)
+    if args.stash:
+        return stash(args, runs)
     if not args.summary:
         if not os.path.exists(os.path.join(args.bin, "dict.de.txt")):
             sys.exit(f"study: error: no binarized data in {args.bin}: run benchmarks/study.sh, or pass --bin")

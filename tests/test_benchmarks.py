@@ -44,3 +44,31 @@ def test_throughput_quick(bin_data):
     m = re.search(r"compared intervals: updates (\d+)\.\.(\d+) \((\d+) intervals in each run\); identical batches: (\w+)", out)
     assert m and (int(m.group(1)), int(m.group(2)), int(m.group(3))) == (4, 8, 3) and m.group(4) == "yes", out
     assert float(re.search(r"admin/stock words/s ratio: ([\d.]+)", out).group(1)) > 0
+
+
+def test_study_long_quick_resumes_from_a_committed_state(bin_data, tmp_path):
+    """--long in its quick mode: best and averaged checkpoints decoded, β² logged and plotted; a run
+    killed mid-way, stashed (--stash) and resumed in a checkout without its checkpoints ends with the same
+    valid losses as one that ran through."""
+    from conftest import run_killed_when
+
+    study = ["bash", "benchmarks/study.sh", "--long", "--quick", "--only", "admin", "--bin", bin_data]
+    through, cut = tmp_path / "through", tmp_path / "cut"
+    out = _bash(*study[1:], "--out", through)
+    assert "| 2-2 | Admin (profiled) | 1 | 15 |" in out, out
+    avg = (through / "2x2-admin-seed1.avg.bleu.txt").read_text()
+    assert re.search(r"averaged 5 checkpoints \(checkpoint_\d+_3\.pt, .*checkpoint_\d+_15\.pt\)", avg) and "BLEU4 = " in avg
+    assert "BLEU4 = " in (through / "2x2-admin-seed1.best.bleu.txt").read_text()
+    assert (through / "beta2_2x2-admin-seed1.png").stat().st_size > 1000
+    assert (through / "valid_loss_long.png").stat().st_size > 1000
+
+    log = cut / "2x2-admin-seed1.log"
+    run_killed_when(study + ["--out", str(cut)], lambda: log.exists() and " @ 6 updates" in log.read_text())
+    assert "done training" not in log.read_text()
+    _bash(*study[1:], "--out", cut, "--stash")
+    manifest = (cut / "resume" / "2x2-admin-seed1" / "manifest.json").read_text()
+    assert '"checkpoint_last.pt"' in manifest
+    subprocess.run(["rm", "-rf", str(cut / "checkpoints")], check=True)  # a fresh clone has none
+    again = _bash(*study[1:], "--out", cut)
+    assert "resuming from the committed state" in again, again
+    assert sorted(dict(parse(str(log))["valid"]).items()) == parse(str(through / "2x2-admin-seed1.log"))["valid"]
