@@ -147,7 +147,7 @@ def evaluations(args, layers, method, seed):
 def _run_logged(cmd, log, append):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     with open(log, "a" if append else "w") as f:
-        f.write(f"# {shlex.join(cmd)}\n")
+        f.write(f"# {shlex.join(cmd)}\n# {summary_versions(prefix=False)}\n")
         f.flush()
         return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
 
@@ -336,6 +336,16 @@ def seconds_per_update(path):
     return len(ups) / sum(1 / u for u in ups if u > 0) if ups else None
 
 
+def summary_versions(prefix=True):
+    """The versions line of this environment (each run's log starts with the one it ran with)."""
+    try:
+        from fairseq_admin.profile_file import versions_line
+        return f"Summary written with {versions_line()}; each log's second line names the versions of its run" \
+            if prefix else versions_line()
+    except Exception as e:  # noqa: BLE001 -- the table is still worth writing
+        return f"versions: unknown ({e})"
+
+
 def summarize(args, runs):
     rows, curves = [], {}
     for layers, method, seed in runs:
@@ -364,7 +374,7 @@ def summarize(args, runs):
     header = ("| depth | method | seed | updates | valid loss (last) | best valid | train loss (last) | test BLEU "
               "| ω enc mean [min, max] / dec (last logged) | s per update | profiling s |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|")
-    table = header + "\n" + "\n".join(rows) + "\n"
+    table = header + "\n" + "\n".join(rows) + "\n\n" + summary_versions() + "\n"
     _write_atomic(os.path.join(args.out, "summary.md"), table)
     print(table)
     plot_curves(args.out, curves)
@@ -441,7 +451,7 @@ def summarize_long(args, runs):
     text = (table + "\nMean ± standard deviation over seeds (finished evaluations only):\n\n" + "\n".join(means) + "\n"
             + "\nThe first updates against the 800-update study (benchmarks/results-study), valid loss:\n\n"
             + "| run | updates compared (every 100 up to) | largest abs difference |\n|---|---|---|\n"
-            + "\n".join(checks) + "\n")
+            + "\n".join(checks) + "\n\n" + summary_versions() + "\n")
     _write_atomic(os.path.join(args.out, "summary.md"), text)
     print(text)
     if curves:

@@ -65,12 +65,30 @@ class Profile:
         return out
 
 
+#: the packages whose versions decide a result (tokens, BPE, BLEU, training), recorded in result files
+RESULT_PACKAGES = ("torch", "numpy", "sacrebleu", "sacremoses", "subword-nmt")
+
+
 def software_versions() -> dict:
+    """{package: version} of what made a result: Python, fairseq, fairseq-admin and RESULT_PACKAGES."""
+    import platform
+    from importlib import metadata
+
     import fairseq
-    import torch
 
     from . import __version__
-    return {"fairseq": fairseq.__version__, "fairseq_admin": __version__, "torch": torch.__version__}
+    out = {"python": platform.python_version(), "fairseq": fairseq.__version__, "fairseq_admin": __version__}
+    for name in RESULT_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def versions_line() -> str:
+    """One line naming the versions (the last line of score output and study summaries)."""
+    return "versions: " + ", ".join(f"{k} {v}" for k, v in software_versions().items())
 
 
 def write_profile(profile: Profile, path: str) -> None:

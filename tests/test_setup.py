@@ -77,3 +77,45 @@ def test_fairseq_version_check(version, ok):
     else:
         with pytest.raises(AdminError, match=re.escape(f"fairseq {version} is not supported: fairseq-admin runs on fairseq 0.12.2")):
             check_fairseq_version(version)
+
+
+def _pins(path):
+    pins = {}
+    for line in open(path, encoding="utf-8"):
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_the_setup_installs_under_the_constraints():
+    """Every package of this environment has the version constraints.txt pins (the set-up used it), and
+    the file pins every package the set-up names."""
+    from importlib import metadata
+
+    pins = _pins(os.path.join(ROOT, "constraints.txt"))
+    for wanted in ("torch", "fairseq-fixed", "numpy", "cython", "sacrebleu", "sacremoses", "subword-nmt",
+                   "hydra-core", "omegaconf", "matplotlib", "tensorboardx", "pytest", "pip", "setuptools", "wheel"):
+        assert wanted in pins, wanted
+    relaxed = os.environ.get("FAIRSEQ_ADMIN_CONSTRAINTS") == "none" or sys.version_info < (3, 11)
+    used = os.path.join(sys.prefix, ".fairseq-admin-constraints.txt")
+    if relaxed or not os.path.exists(used):
+        # not pinned on purpose (or an environment this set-up did not build): nothing to compare with
+        assert relaxed or os.environ.get("FAIRSEQ_ADMIN_VENV"), f"{used} missing: the set-up did not record its pins"
+        return
+    assert _pins(used) == pins, "the environment was built under other constraints: rerun the set-up"
+    installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in metadata.distributions()}
+    for name, version in installed.items():
+        if name == "fairseq-admin":
+            continue
+        assert name in pins, f"{name} {version} is installed but not pinned in constraints.txt"
+        assert version.split("+")[0] == pins[name], f"{name}: {version} installed, {pins[name]} pinned"
+
+
+def test_setup_passes_the_constraints_to_every_install():
+    text = open(os.path.join(ROOT, "scripts", "setup_env.sh"), encoding="utf-8").read()
+    installs = [line for line in text.splitlines() if 'pip" install' in line]
+    assert len(installs) >= 6
+    for line in installs:
+        assert '"${_c[@]}"' in line or "--no-deps -e" in line, line

@@ -128,4 +128,6 @@ def report(paths: Sequence[str], raw_ref: str = None, target_lang: str = "en", c
     if len(tokenized) > 1 or paper:
         seeds = f"mean ± std over {len(tokenized)} seeds" if len(tokenized) > 1 else "one seed"
         lines.append(f"tokenized BLEU, {seeds}: {mean_std(tokenized)}{f'   (the paper: {paper})' if paper else ''}")
+    from ..profile_file import versions_line
+    lines.append(versions_line())
     return lines
