@@ -58,6 +58,10 @@ METHODS = {
     "admin-h100-fixedomega": ["--arch", "admin_transformer", "--weight-init", "fairseq", "--admin-omega-fixed"],
     "admin-h100-radam": ["--arch", "admin_transformer", "--weight-init", "fairseq"],
     "preln-h100": ["--arch", "refinit_transformer", *PRE_LN, "--weight-init", "fairseq"],
+    # the mechanism's targeted ablation (issue 15): the seed-1 profile with ω raised to logn's constant
+    # where it is below it (benchmarks/mechanism.py --floor-profile): heavy bottom-layer dependency removed
+    "admin-floorlogn": ["--arch", "admin_transformer", "--admin-profile",
+                        os.path.join(ROOT, "benchmarks", "results-mechanism", "admin-floor-logn.profile")],
 }
 #: the H100 probe's schedule (benchmarks/gpu_probe.sh) but for its batch size and fp16
 H100_SCHEDULE = ["--optimizer", "adam", "--warmup-updates", "1000"]
@@ -75,6 +79,7 @@ LABELS = {
     "admin-h100": "Admin, H100 regime (Adam, warmup 1000, fairseq init)",
     "admin-h100-refinit": "Admin, H100 regime, reference init", "admin-h100-fixedomega": "Admin, H100 regime, ω fixed",
     "admin-h100-radam": "Admin, H100 regime, RAdam", "preln-h100": "Pre-LN, H100 regime",
+    "admin-floorlogn": "Admin, profile with ω floored at logn's",
 }
 
 #: (layers per stack, method, seed) in the order they run: the deep comparison and the shallow control
@@ -83,7 +88,8 @@ RUNS = [(18, m, 1) for m in ("postln", "admin", "preln")] \
     + [(6, m, 1) for m in ("postln", "preln", "admin")] \
     + [(18, m, 2) for m in ("postln", "admin", "preln")] \
     + [(6, m, 1) for m in ("admin-logn", "deepnorm")] \
-    + [(18, m, 1) for m in ("admin-f12init", "admin-logn", "deepnorm", "postln-f12init")]
+    + [(18, m, 1) for m in ("admin-f12init", "admin-logn", "deepnorm", "postln-f12init")] \
+    + [(18, "admin-floorlogn", 1)]
 #: with --ablation: what might explain the H100 stall, 18-18, seed 1 (run before the rest of RUNS)
 ABLATION_RUNS = [(18, m, 1) for m in ABLATION_METHODS]
 QUICK_RUNS = [(2, m, 1) for m in ("postln", "preln", "admin", "deepnorm")]

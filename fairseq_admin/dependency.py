@@ -13,8 +13,9 @@ Every fairseq Transformer layer (fairseq's own and the Admin layers) adds shortc
 its public ``residual_connection(x, residual)`` hook, in forward order. ``DependencyMeter`` wraps that
 hook on each layer instance for one step (an instance attribute, removed afterwards; the class and
 other models are untouched), reads the two tensors it already receives, and adds no forward pass.
-Variances are population variances over all T x B x C elements in float64, padding included, as the
-profiler measures them by default.
+Variances are population variances over all T x B x C elements, padding included, as the profiler
+measures them by default; computed in float32 (fp16 activations are upcast) and read back once per step
+(no device synchronisation per sublayer).
 """
 from typing import Dict, List, Tuple
 
@@ -45,9 +46,9 @@ class DependencyMeter:
     def __init__(self, model):
         self.model = model
         self.layers = {stack: _layers(model, stack) for stack in ("encoder", "decoder")}
-        # per layer: the β² of its sublayers in call order, first forward only (activation
-        # checkpointing may run a layer again during backward)
-        self.values: Dict[Tuple[str, int], List[float]] = {}
+        # per layer: (Var(F), Var(sum)) of its sublayers in call order as 0-dim tensors, first forward only
+        # (activation checkpointing may run a layer again during backward)
+        self.values: Dict[Tuple[str, int], List[Tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def _wrap(self, stack: str, index: int, layer):
         original = layer.residual_connection  # the bound method of the layer's class
@@ -58,9 +59,7 @@ class DependencyMeter:
             out = original(x, residual)
             if len(seen) < expected:
                 with torch.no_grad():
-                    branch = x.detach().double().var(unbiased=False)
-                    total = out.detach().double().var(unbiased=False)
-                    seen.append((branch / total).item() if total > 0 else float("nan"))
+                    seen.append((x.detach().float().var(unbiased=False), out.detach().float().var(unbiased=False)))
             return out
 
         return residual_connection
@@ -84,9 +83,11 @@ class DependencyMeter:
             names = sublayer_names(stack, len(layers))
             if stack == "decoder" and layers and getattr(layers[0], "encoder_attn", None) is None:
                 names = [(layer, kind) for layer, kind in names if kind != "encoder_attn"]
-            values = [v for i in range(len(layers)) for v in self.values.get((stack, i), [])]
-            if not values:
+            pairs = [v for i in range(len(layers)) for v in self.values.get((stack, i), [])]
+            if not pairs:
                 continue
+            variances = torch.stack([torch.stack(p) for p in pairs]).double().cpu().tolist()  # one read-back
+            values = [b / t if t > 0 else float("nan") for b, t in variances]
             for (layer, kind), value in zip(names, values):
                 out[metric_name(stack, layer, kind)] = value
             out[f"beta2_{stack[:3]}_mean"] = sum(values) / len(values)

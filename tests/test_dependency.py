@@ -90,17 +90,17 @@ def test_beta2_equals_recomputation_from_captured_tensors(bin_data, arch, extra)
     enc = [v for k, v in got.items() if k.startswith("beta2_enc_") and not k.endswith("mean")]
     dec = [v for k, v in got.items() if k.startswith("beta2_dec_") and not k.endswith("mean")]
     assert len(enc) == 4 and len(dec) == 6
-    assert enc == pytest.approx(expected["encoder"], rel=1e-9)
-    assert dec == pytest.approx(expected["decoder"], rel=1e-9)
+    assert enc == pytest.approx(expected["encoder"], rel=1e-5)  # float32 against float64
+    assert dec == pytest.approx(expected["decoder"], rel=1e-5)
     assert got["beta2_enc_mean"] == pytest.approx(sum(enc) / 4)
     assert all(0 < v < 1.5 for v in enc + dec)
     assert list(got)[:2] == ["beta2_enc_01_attn", "beta2_enc_01_ffn"] and "beta2_dec_02_cross" in got
     # the hook is gone afterwards: the layers' own method again, and no value recorded by a later forward
     assert "residual_connection" not in vars(model.encoder.layers[0])
-    before = dict(meter.values)
+    before = {k: len(v) for k, v in meter.values.items()}
     with torch.no_grad():
         model(**sample["net_input"])
-    assert meter.values == before
+    assert {k: len(v) for k, v in meter.values.items()} == before
 
 
 def test_beta2_only_read_in_training_mode_changes_nothing(bin_data):

@@ -6,11 +6,19 @@ import subprocess
 from conftest import ROOT
 
 
-def test_quickstart_smoke(tmp_path):
-    env = dict(os.environ, WORK=str(tmp_path / "qs"), SAMPLE_LINES="403", MINUTES="0.02")
+def _quickstart(work, **extra):
+    env = dict(os.environ, WORK=str(work), SAMPLE_LINES="403", UPDATES="12", LOG_INTERVAL="2", **extra)
+    env.pop("MINUTES", None)
     proc = subprocess.run(["bash", "scripts/quickstart.sh"], capture_output=True, text=True, cwd=ROOT, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def test_quickstart_smoke(tmp_path):
+    out = _quickstart(tmp_path / "qs")
+    assert re.search(r"\| quickstart \| update \d+/12, [\d.]+ updates/s, about \d+:\d\d left", out)  # progress
+    assert "for 12 updates --cpu, 2 threads" in out
     assert re.search(r"\| INFO \| fairseq_admin\.task \| Admin profile \(", out)  # fairseq-style progress
     assert re.search(r"decoder\s+2 ffn\s", out)  # the ω table of the 3-3 model
     assert re.search(r"tokenized BLEU \(fairseq-generate --remove-bpe\): BLEU4 = \d", out)
@@ -22,3 +30,8 @@ def test_quickstart_smoke(tmp_path):
     # without --required-batch-size-multiple 1
     assert len((tmp_path / "qs" / "hyp.txt").read_text(encoding="utf-8").splitlines()) == 403
     assert "COVERAGE WARNING" not in out
+    assert "versions: python " in out  # the score names what made it
+    # same seed, threads and versions: the same translations from a second run in another folder
+    again = _quickstart(tmp_path / "again")
+    assert "update 12/12" in again or "done training" in again
+    assert (tmp_path / "again" / "hyp.txt").read_bytes() == (tmp_path / "qs" / "hyp.txt").read_bytes()
