@@ -19,10 +19,12 @@ from .errors import AdminError, check_fairseq_version, install_excepthook  # noq
 install_excepthook()
 check_fairseq_version()
 
-from .checkpoints import allow_fairseq_checkpoint_types  # noqa: E402
+from .checkpoints import allow_fairseq_checkpoint_types, install_config_guard  # noqa: E402
 
 # torch >= 2.6 loads checkpoints weights-only: allow exactly the data types fairseq checkpoints hold
 # (argparse.Namespace, numpy scalars, omegaconf containers); every load stays weights-only.
 allow_fairseq_checkpoint_types()
+# and no checkpoint's config may hold code that fairseq would eval() while building its model
+install_config_guard()
 
 from . import baselines, model, radam, task  # noqa: E402,F401  (registration on import)

@@ -8,12 +8,17 @@ file can load it anyway: ``--trust-checkpoint`` for this plugin's commands, or t
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` set for a single fairseq command.
 """
 import argparse
+import ast
+import functools
+import os
 import pickle
 import re
-from typing import List
+from typing import Iterator, List, Optional, Tuple
 
 from .errors import AdminError
 
+#: set to 1 for one fairseq command to load a trusted checkpoint whose config holds Python code
+TRUST_ENV = "FAIRSEQ_ADMIN_TRUST_CHECKPOINT"
 TRUST_HINT = ("if you trust this file, load it anyway with --trust-checkpoint (fairseq-admin commands) or "
               "by setting TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 for that one fairseq command")
 
@@ -64,7 +69,10 @@ def load_checkpoint(path: str, trust: bool = False):
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
+        state = torch.load(path, map_location="cpu", weights_only=not trust)
+        if not trust:
+            check_config(state, path)
+        return state
     except FileNotFoundError:
         raise AdminError(f"no checkpoint {path}")
     except pickle.UnpicklingError as e:
@@ -77,3 +85,101 @@ def load_checkpoint(path: str, trust: bool = False):
     except (RuntimeError, EOFError, OSError):
         raise AdminError(f"{path} is not a readable checkpoint: it is truncated or not a torch file; use "
                          "another one (e.g. --restore-file checkpoint_best.pt)")
+
+
+# --- config strings that fairseq evaluates ------------------------------------------------------------
+# fairseq runs some configuration strings through eval() when it builds a model (fconv's layer specs,
+# utils.eval_str_list for options such as adaptive_softmax_cutoff, the optimizers' betas, ...): a
+# checkpoint whose config holds a call there runs code although it holds no unsafe type. A string is
+# refused if it parses as a Python expression containing a call or a dunder name or attribute; literals,
+# names and the list/tuple arithmetic of fairseq's own layer specs ("[(512, 3)] * 20") pass.
+
+
+def code_in_string(value: str) -> bool:
+    """Whether ``value`` would run code (a call, or reach dunders) if fairseq eval()'d it."""
+    if "(" not in value and "__" not in value:
+        return False  # no call is possible without a parenthesis; fast path for paths, names, numbers
+    try:
+        tree = ast.parse(value.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False  # eval would fail before running anything
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr.startswith("__"):
+            return True
+        if isinstance(node, ast.Name) and node.id.startswith("__"):
+            return True
+    return False
+
+
+def _strings(obj, where: str, depth: int = 0) -> Iterator[Tuple[str, str]]:
+    """(dotted field, string value) of every string in a checkpoint's config (dicts, lists, Namespaces,
+    omegaconf containers)."""
+    if depth > 50:
+        return
+    if isinstance(obj, argparse.Namespace):
+        obj = vars(obj)
+    else:
+        try:
+            from omegaconf import DictConfig, ListConfig, OmegaConf
+            if isinstance(obj, (DictConfig, ListConfig)):
+                obj = OmegaConf.to_container(obj, resolve=False)
+        except ImportError:  # pragma: no cover - omegaconf comes with fairseq
+            pass
+    if isinstance(obj, str):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _strings(v, f"{where}.{k}" if where else str(k), depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _strings(v, f"{where}[{i}]", depth + 1)
+
+
+def unsafe_config_field(state) -> Optional[Tuple[str, str]]:
+    """The first (field, value) of a loaded checkpoint's cfg/args that holds code, or None."""
+    if not isinstance(state, dict):
+        return None
+    for key in ("cfg", "args"):
+        for field, value in _strings(state.get(key), key):
+            if code_in_string(value):
+                return field, value
+    return None
+
+
+def check_config(state, path: str) -> None:
+    """Refuse (one line) a checkpoint whose config holds code that fairseq would evaluate."""
+    found = unsafe_config_field(state)
+    if found:
+        field, value = found
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise AdminError(f"{path} was refused: its config {field} = {shown!r} is Python code, which fairseq would "
+                         f"run (eval) while building the model; if you trust this file, load it anyway with "
+                         f"--trust-checkpoint (fairseq-admin commands) or by setting {TRUST_ENV}=1 for that one "
+                         "fairseq command")
+
+
+def install_config_guard() -> None:
+    """Check every checkpoint fairseq loads (fairseq-generate, -interactive, -validate, -eval-lm, -train's
+    resume, the hub's from_pretrained) before any model is built from it.
+
+    The one patch of fairseq internals in this plugin: fairseq has no hook between reading a checkpoint
+    and building its model, and every path goes through checkpoint_utils.load_checkpoint_to_cpu
+    (looked up on the module at call time), so wrapping that function covers them all. It only adds a
+    check; the loaded state is returned unchanged. Idempotent."""
+    from fairseq import checkpoint_utils
+
+    original = checkpoint_utils.load_checkpoint_to_cpu
+    if getattr(original, "_fairseq_admin_guard", False):
+        return
+
+    @functools.wraps(original)
+    def load_checkpoint_to_cpu(path, *args, **kwargs):
+        state = original(path, *args, **kwargs)
+        if os.environ.get(TRUST_ENV) != "1":
+            check_config(state, path)
+        return state
+
+    load_checkpoint_to_cpu._fairseq_admin_guard = True
+    checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu

@@ -83,3 +83,81 @@ def test_garbage_files_get_one_line_naming_them(tmp_path, capsys, command, conte
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fairseq-admin: error:") and str(path) in err[0], err
     assert not (tmp_path / "o.json").exists() and not (tmp_path / "o.pt").exists()
+
+
+@pytest.mark.parametrize("value,code", [
+    ("__import__('os').system('touch x') or [(32, 3)]", True), ("[(512, 3)] * 20", False),
+    ("[(512, 3)] * 9 + [(1024, 3)] * 4", False), ("(0.9, 0.98)", False), ("checkpoint_best.pt", False),
+    ("/data/bin:/data/bin2", False), ("translation", False), ("exec('x')", True), ("().__class__", True),
+    ("[x for x in os.popen('ls')]", True), ("f'{print(1)}'", True), ("1e-3", False), ("(", False),
+])
+def test_code_in_config_strings(value, code):
+    from fairseq_admin.checkpoints import code_in_string
+    assert code_in_string(value) is code
+
+
+def test_every_fairseq_architecture_default_config_passes_the_guard():
+    """The check refuses no configuration that fairseq's own architectures produce (their layer specs,
+    betas, cutoffs): each architecture's defaults, as a checkpoint would store them."""
+    import argparse
+
+    from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+
+    from fairseq_admin.checkpoints import unsafe_config_field
+
+    checked = 0
+    for arch, model_cls in sorted(ARCH_MODEL_REGISTRY.items()):
+        parser = argparse.ArgumentParser()
+        try:
+            model_cls.add_args(parser)
+            args = parser.parse_args([])
+            ARCH_CONFIG_REGISTRY[arch](args)
+        except Exception:  # noqa: BLE001 -- a few models need task options to list their defaults
+            continue
+        assert unsafe_config_field({"args": args, "cfg": {"model": args}}) is None, arch
+        checked += 1
+    assert checked > 100  # fconv, lightconv, transformer, wav2vec, ... and the plugin's own
+
+
+def test_code_in_a_checkpoint_config_is_refused_before_the_model_is_built(bin_data, tmp_path):
+    """A checkpoint with no unsafe type but an fconv layer spec that runs code: fairseq-generate without the
+    guard runs it (the threat is real); with the plugin, and by fold and average, it is refused in one line."""
+    save = tmp_path / "fconv"
+    run_cli("fairseq_cli.train", bin_data, "--arch", "fconv", "--encoder-layers", "[(32, 3)]",
+            "--decoder-layers", "[(32, 3)]", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
+            "--decoder-out-embed-dim", "32", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000",
+            "--max-update", "1", "--save-dir", save, "--no-progress-bar", "--num-workers", "0", "--cpu")
+    state = torch.load(save / "checkpoint_last.pt", weights_only=False)
+    marker = tmp_path / "MARKER"
+    evil = f"__import__('os').system('touch {marker}') or [(32, 3)]"
+    model_cfg = state["cfg"]["model"]
+    if isinstance(model_cfg, dict):
+        model_cfg["encoder_layers"] = evil
+    else:
+        model_cfg.encoder_layers = evil
+    crafted = tmp_path / "crafted.pt"
+    torch.save(state, crafted)
+
+    common = [bin_data, "--path", crafted, "--gen-subset", "valid", "--max-sentences", "4", "--cpu", "--quiet"]
+    # stock fairseq (its Namespace needs torch's unsafe switch without the plugin's allowlist): the code runs
+    proc = run_cli("fairseq_cli.generate", *common, check=False, env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
+    assert marker.exists(), proc.stderr[-2000:]
+    marker.unlink()
+    proc = run_cli("fairseq_cli.generate", *common, "--user-dir", USER_DIR, check=False)
+    assert proc.returncode != 0 and not marker.exists()
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("fairseq-admin: error:") and "model.encoder_layers" in last and "FAIRSEQ_ADMIN_TRUST_CHECKPOINT=1" in last
+    assert "Traceback" not in proc.stderr
+    for args in (["fold", crafted, tmp_path / "f.pt"],):
+        proc = run_cli("fairseq_admin.tools.cli", *args, check=False)
+        assert proc.returncode != 0 and "model.encoder_layers" in proc.stderr and not marker.exists(), proc.stderr[-2000:]
+    os.makedirs(tmp_path / "avg")
+    for epoch in (1, 2):
+        torch.save(state, tmp_path / "avg" / f"checkpoint{epoch}.pt")
+    proc = run_cli("fairseq_admin.tools.cli", "average", tmp_path / "avg", "--last", "2", "--output", tmp_path / "a.pt",
+                   check=False)
+    assert proc.returncode != 0 and "model.encoder_layers" in proc.stderr and not (tmp_path / "a.pt").exists()
+    # trusted on purpose: the variable lets it through (and the code runs, as the user asked)
+    proc = run_cli("fairseq_cli.generate", *common, "--user-dir", USER_DIR, check=False,
+                   env={"FAIRSEQ_ADMIN_TRUST_CHECKPOINT": "1"})
+    assert marker.exists()
