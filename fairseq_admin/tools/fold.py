@@ -66,6 +66,34 @@ def fold_state_dict(model: Dict[str, torch.Tensor], atol: float = 0.0) -> Dict[s
     return out
 
 
+def plain_containers(obj, where: str = "checkpoint"):
+    """``obj`` with argparse.Namespace, omegaconf containers and numpy scalars turned into dicts, lists and
+    Python numbers (what torch's weights-only unpickler accepts by default); tensors kept."""
+    import argparse
+
+    import numpy as np
+
+    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        return obj
+    if isinstance(obj, argparse.Namespace):
+        obj = vars(obj)
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+        if isinstance(obj, (DictConfig, ListConfig)):
+            obj = OmegaConf.to_container(obj, resolve=False)
+    except ImportError:  # pragma: no cover - omegaconf comes with fairseq
+        pass
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: plain_containers(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain_containers(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    if isinstance(obj, (np.dtype, torch.dtype, torch.device)):
+        return str(obj)
+    raise AdminError(f"fold: {where} holds a {type(obj).__name__}, which a plain checkpoint cannot: please report it")
+
+
 def fold_checkpoint(path: str, output: str, atol: float = 0.0, trust: bool = False) -> None:
     """Write ``output``: the checkpoint at ``path`` as a plain fairseq transformer (no plugin needed)."""
     state = load_checkpoint(path, trust)
@@ -88,5 +116,8 @@ def fold_checkpoint(path: str, output: str, atol: float = 0.0, trust: bool = Fal
     if cfg["task"].get("_name") == "translation_admin":
         cfg["task"] = {k: v for k, v in cfg["task"].items() if k not in _TASK_KEYS_OF_ADMIN}
         cfg["task"]["_name"] = "translation"
+    # plain containers only (the model's namespace as a dict, numpy scalars as numbers): stock fairseq loads
+    # the file with torch's default weights-only unpickler, no allowlist and no environment variable
+    state = plain_containers(state)
     atomic_write(output, lambda tmp: torch.save(state, tmp))
     logger.info(f"folded ω of {path} into a plain transformer checkpoint {output}")
