@@ -177,11 +177,20 @@ def import_legacy(path: str, text: str, layers: Optional[Tuple[int, int]] = None
             values = [float(r[0]) for r in rows]
             if layers is None:
                 raise ValueError("a bare-values legacy profile needs the encoder/decoder layer counts")
+            expected = 2 * layers[0] + 3 * (layers[1] if layers[1] is not None else layers[0])
+            if len(values) != expected:
+                raise ValueError(f"{len(values)} values, but {layers[0]} encoder and "
+                                 f"{layers[1] if layers[1] is not None else layers[0]} decoder layers need "
+                                 f"2 x {layers[0]} + 3 x {layers[1] if layers[1] is not None else layers[0]} = {expected}")
             enc, dec = values[: 2 * layers[0]], values[2 * layers[0]:]
         else:
             raise ValueError("lines must all be 'index value' or all a bare value")
     except ValueError as e:
         raise AdminError(f"profile {path} is neither JSON nor a legacy Admin profile: {e}")
+    if layers is not None and all(n is not None for n in layers) and (len(enc), len(dec)) != (2 * layers[0], 3 * layers[1]):
+        raise AdminError(f"legacy profile {path} has {len(enc)} encoder and {len(dec)} decoder values, but "
+                         f"--encoder-layers {layers[0]} --decoder-layers {layers[1]} need {2 * layers[0]} and "
+                         f"{3 * layers[1]}: give the layer counts of the model the profile was made for")
     if len(enc) % 2 or len(dec) % 3:
         raise AdminError(f"legacy profile {path}: {len(enc)} encoder values (2 per layer) and "
                          f"{len(dec)} decoder values (3 per layer) do not make whole layers")

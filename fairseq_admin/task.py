@@ -64,6 +64,7 @@ class TranslationAdminConfig(TranslationConfig):
     grouped_shuffling: bool = II("dataset.grouped_shuffling")
     skip_remainder_batch: bool = II("optimization.skip_remainder_batch")
     save_dir: str = II("checkpoint.save_dir")
+    no_save: bool = II("checkpoint.no_save")
     restore_file: str = II("checkpoint.restore_file")
     checkpoint_suffix: str = II("checkpoint.checkpoint_suffix")
     continue_once: Optional[str] = II("checkpoint.continue_once")
@@ -88,6 +89,10 @@ class TranslationAdminTask(TranslationTask):
         return super().setup_task(cfg, **kwargs)
 
     def build_model(self, cfg, from_checkpoint=False):
+        if not from_checkpoint:  # fairseq-train builds a fresh model; generate & co. build from a checkpoint
+            self.check_restore_file()
+            if not self.cfg.no_save and distributed.is_master():
+                lock_save_dir(self.cfg.save_dir)
         model = super().build_model(cfg, from_checkpoint)
         if not isinstance(model, AdminTransformerModel):
             if self.cfg.admin_profile or self.cfg.admin_profile_only:
@@ -121,6 +126,18 @@ class TranslationAdminTask(TranslationTask):
         if every and update_num % every == 0:
             log_omega_stats(model)
         return out
+
+    def check_restore_file(self) -> None:
+        """An explicit --restore-file that does not exist, with a run in --save-dir: fairseq would start
+        from scratch and overwrite that run's checkpoints. Refused before anything is written."""
+        cfg = self.cfg
+        if cfg.restore_file == "checkpoint_last.pt" or self.resuming():
+            return
+        last = os.path.join(cfg.save_dir, f"checkpoint_last{cfg.checkpoint_suffix or ''}.pt")
+        if os.path.exists(last):
+            raise AdminError(f"--restore-file {cfg.restore_file} does not exist, and {cfg.save_dir} holds a run "
+                             f"({os.path.basename(last)}) that starting from scratch would overwrite: fix the path, "
+                             "drop --restore-file to resume that run, or use another --save-dir")
 
     # --- profiling -----------------------------------------------------------------------------
     def profile_path(self) -> str:
@@ -244,6 +261,39 @@ def log_omega_stats(model) -> None:
             omega = torch.cat([s.omega.detach().float().flatten() for s in model.residual_scales(stack)])
             for stat, value in (("mean", omega.mean()), ("min", omega.min()), ("max", omega.max())):
                 metrics.log_scalar(f"omega_{short}_{stat}", value.item(), weight=0, round=3)
+
+
+_HELD_LOCKS = {}  # save dir -> open lock file, for the life of this process
+
+
+def lock_save_dir(save_dir: str) -> None:
+    """One trainer per save dir: an exclusive lock on SAVE_DIR/.fairseq-admin.lock for the life of this
+    process (the OS releases it when the process ends, however it ends, so a dead holder's lock is taken
+    over); a second trainer stops with one line naming the first."""
+    import fcntl
+    import socket
+
+    path = os.path.join(os.path.abspath(save_dir), ".fairseq-admin.lock")
+    if path in _HELD_LOCKS:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        f = open(path, "a+")
+    except OSError as e:
+        raise AdminError(f"cannot use --save-dir {save_dir}: {e.strerror}: give a writable folder")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise AdminError(f"{save_dir} is in use by another trainer ({holder}): two runs in one --save-dir would "
+                         "overwrite each other's checkpoints and profile; wait for it to end, or use another --save-dir")
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    f.flush()
+    _HELD_LOCKS[path] = f
 
 
 def check_data_folder(cfg) -> None:

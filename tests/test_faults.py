@@ -107,3 +107,47 @@ def test_killed_average_reruns_to_the_same_checkpoint(tmp_path):
     a, b = load_checkpoint(str(clean)), load_checkpoint(str(faulty))
     assert a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert os.listdir(faulty.parent) == [faulty.name]
+
+
+def test_one_trainer_per_save_dir_and_a_dead_holders_lock_is_taken_over(bin_data, tmp_path):
+    import signal
+    import time
+
+    save = tmp_path / "run"
+    lock = save / ".fairseq-admin.lock"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.Popen([sys.executable, "-m", "fairseq_cli.train", *train_args(bin_data, str(save), "--seed", "1",
+                                                                                     updates=100000)],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (lock.exists() and lock.read_text().startswith("pid")):
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.1)
+        second = subprocess.run([sys.executable, "-m", "fairseq_cli.train", *train_args(bin_data, str(save), "--seed", "7")],
+                                cwd=ROOT, capture_output=True, text=True, env=env)
+        assert second.returncode != 0 and "Traceback" not in second.stderr
+        last = second.stderr.strip().splitlines()[-1]
+        assert last.startswith("fairseq-admin: error:") and f"pid {first.pid} on" in last and "another --save-dir" in last
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    # the holder died (SIGKILL, its lock file left behind): the next trainer takes the lock over and trains
+    third = subprocess.run([sys.executable, "-m", "fairseq_cli.train", *train_args(bin_data, str(save), "--seed", "1",
+                                                                                   updates=2)],
+                           cwd=ROOT, capture_output=True, text=True, env=env)
+    assert third.returncode == 0, third.stderr[-2000:]
+
+
+def test_a_restore_file_typo_is_refused_when_the_save_dir_holds_a_run(bin_data, tmp_path):
+    save = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "fairseq_cli.train", *train_args(bin_data, str(save), updates=2)],
+                   cwd=ROOT, check=True, capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    before = {p.name: p.read_bytes() for p in save.iterdir() if p.is_file() and p.suffix in (".pt", ".json")}
+    proc = subprocess.run([sys.executable, "-m", "fairseq_cli.train",
+                           *train_args(bin_data, str(save), "--restore-file", str(save / "typo.pt"), updates=4)],
+                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "--restore-file" in last and "typo.pt does not exist" in last and "checkpoint_last.pt" in last
+    assert {p.name: p.read_bytes() for p in save.iterdir() if p.is_file() and p.suffix in (".pt", ".json")} == before

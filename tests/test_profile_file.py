@@ -132,3 +132,18 @@ def test_legacy_profiles_get_the_same_checks_as_json(tmp_path, value):
                            str(tmp_path / "out.json")], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("fairseq-admin: error: profile")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_import_profile_checks_both_stacks(tmp_path):
+    from fairseq_admin import AdminError
+    from fairseq_admin.profile_file import read_profile
+
+    legacy = tmp_path / "profile.ratio.init"
+    legacy.write_text("".join(f"{1 + i / 10}\n" for i in range(13)))
+    with pytest.raises(AdminError, match="13 values, but 2 encoder and 2 decoder layers need 2 x 2 \\+ 3 x 2 = 10"):
+        read_profile(str(legacy), layers=(2, 2))
+    assert read_profile(str(legacy), layers=(2, 3)).decoder.layers == 3  # 4 + 9 = 13
+    indexed = tmp_path / "indexed"
+    indexed.write_text("".join(f"{i} 1.{i}\n" for i in range(1, 5)) + "".join(f"{i} 2.{i}\n" for i in range(1, 10)))
+    with pytest.raises(AdminError, match="--decoder-layers 2 need 6"):
+        read_profile(str(indexed), layers=(2, 2))
