@@ -145,5 +145,5 @@ def test_import_profile_checks_both_stacks(tmp_path):
     assert read_profile(str(legacy), layers=(2, 3)).decoder.layers == 3  # 4 + 9 = 13
     indexed = tmp_path / "indexed"
     indexed.write_text("".join(f"{i} 1.{i}\n" for i in range(1, 5)) + "".join(f"{i} 2.{i}\n" for i in range(1, 10)))
-    with pytest.raises(AdminError, match="--decoder-layers 2 need 6"):
+    with pytest.raises(AdminError, match="--decoder-layers 2 need 4 and 6"):
         read_profile(str(indexed), layers=(2, 2))
