@@ -95,8 +95,10 @@ class StampedStep:
             if step.needed:
                 make(out)
 
-    The stamp (a hash of the settings and of every input's bytes) is written beside the first output
-    after the step succeeded, and removed before it starts, so an interrupted step is redone.
+    The stamp (a hash of the settings and of every input's bytes, and each output's hash as the step
+    wrote it) is written beside the first output after the step succeeded, and removed before it starts,
+    so an interrupted step is redone; an output that another step (or anything else) has rewritten since
+    no longer matches its stamp, and the step is redone.
     """
 
     def __init__(self, outputs: Sequence[str], inputs: Sequence[str], settings: dict):
@@ -107,13 +109,16 @@ class StampedStep:
         for path in inputs:
             h.update(file_sha256(path).encode())
         self.key = h.hexdigest()
-        self.needed = not (all(os.path.exists(p) for p in self.outputs) and self._stamped() == self.key)
+        self.needed = not (all(os.path.exists(p) for p in self.outputs) and self._stamped() == self._expected())
+
+    def _expected(self) -> str:
+        return " ".join([self.key] + [f"{os.path.basename(p)}:{file_sha256(p)}" for p in self.outputs])
 
     def _stamped(self) -> str:
         try:
             with open(self.stamp, encoding="utf-8") as f:
-                return f.read().split()[0]
-        except (FileNotFoundError, IndexError):
+                return f.read().strip()
+        except FileNotFoundError:
             return ""
 
     def __enter__(self) -> "StampedStep":
@@ -123,4 +128,4 @@ class StampedStep:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None and self.needed:
-            atomic_write_text(self.stamp, f"{self.key}  {' '.join(os.path.basename(p) for p in self.outputs)}\n")
+            atomic_write_text(self.stamp, self._expected() + "\n")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import write_sample
+from conftest import run_cli, write_sample
 from fairseq_admin import AdminError
 from fairseq_admin.tools.prepare import PrepareSettings, keep_pair, prepare_corpus, remove_non_printing, tokenize_lines
 
@@ -142,3 +142,21 @@ def test_prepare_rejects_bad_corpus_folders(raw, tmp_path):
     (raw / "valid.en").write_bytes(b"ok\n" * 5 + b"caf\xe9\n" + b"ok\n" * 14)
     with pytest.raises(AdminError, match=r"valid.en: line 6 is not UTF-8"):
         prepare_corpus(str(raw), str(tmp_path / "p"), "de", "en", _settings())
+
+
+def test_toggling_the_valid_split_never_leaves_a_stale_train_split(tmp_path):
+    """prepare without, with, then without --valid-every into one folder: each run's splits are what a
+    fresh folder gets (the valid-every step rewrites tok/train.clean.*, which the clean step had stamped)."""
+    raw = write_sample(tmp_path / "raw", {"train": 300, "valid": 20, "test": 20})
+
+    def run(out, *extra):
+        proc = run_cli("fairseq_admin.tools.cli", "prepare", raw, out, "-s", "de", "-t", "en", "--bpe-merges", "50", *extra)
+        assert proc.returncode == 0
+        return {f: (out / "tok" / f).read_bytes() for f in ("train.clean.de", "valid.clean.de")}
+
+    plain, split = run(tmp_path / "fresh-plain"), run(tmp_path / "fresh-split", "--valid-every", "23")
+    assert plain != split
+    shared = tmp_path / "shared"
+    assert run(shared) == plain
+    assert run(shared, "--valid-every", "23") == split
+    assert run(shared) == plain
