@@ -67,7 +67,8 @@ def atomic_write_lines(path: str, lines: Iterable[str]) -> None:
 def read_lines(path: str) -> Iterator[str]:
     """The lines of a UTF-8 text file without their newline, streamed. Only '\\n' ends a line (unlike
     str.splitlines, which also splits on \\x0b, \\x0c, \\x85, U+2028, U+2029 found in crawled corpora);
-    a '\\r' before it is dropped. Bytes that are not UTF-8 give one error naming the file and line."""
+    a '\\r' before it is dropped, and so is a UTF-8 byte-order mark at the start of the file. Bytes that are
+    not UTF-8 give one error naming the file and line."""
     with open(path, "rb") as f:  # binary lines end at b"\n" only
         for number, raw in enumerate(f, 1):
             try:
@@ -76,6 +77,8 @@ def read_lines(path: str) -> Iterator[str]:
                 from .errors import AdminError
                 raise AdminError(f"{path}: line {number} is not UTF-8 ({e.reason} at byte {e.start}): convert "
                                  "the file to UTF-8 (e.g. iconv -f latin1 -t utf-8) or remove the line")
+            if number == 1 and line.startswith("\ufeff"):
+                line = line[1:]  # a UTF-8 byte-order mark encodes the file, it is no text of the first line
             yield line[:-1].rstrip("\r") if line.endswith("\n") else line
 
 

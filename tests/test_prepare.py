@@ -160,3 +160,28 @@ def test_toggling_the_valid_split_never_leaves_a_stale_train_split(tmp_path):
     assert run(shared) == plain
     assert run(shared, "--valid-every", "23") == split
     assert run(shared) == plain
+
+
+@pytest.mark.parametrize("flags,named", [(["--bpe-merges", "0"], "--bpe-merges 0"), (["--bpe-merges", "-5"], "--bpe-merges -5"),
+                                         (["--max-len", "0"], "--max-len 0"), (["--valid-every", "-3"], "--valid-every -3"),
+                                         (["--max-ratio", "0.5"], "--max-ratio 0.5")])
+def test_impossible_settings_are_one_line(tmp_path, flags, named):
+    raw = write_sample(tmp_path / "raw", {"train": 20, "valid": 5, "test": 5})
+    proc = run_cli("fairseq_admin.tools.cli", "prepare", raw, tmp_path / "out", "-s", "de", "-t", "en", *flags, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"fairseq-admin: error: {named}:")
+    assert not (tmp_path / "out" / "tok").exists()
+
+
+def test_a_byte_order_mark_is_no_token(tmp_path):
+    raw = write_sample(tmp_path / "raw", {"train": 30, "valid": 5, "test": 5})
+    for split in ("train", "test"):
+        for lang in ("de", "en"):
+            path = raw / f"{split}.{lang}"
+            path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    for style in ("wmt14", "iwslt14"):
+        out = tmp_path / style
+        run_cli("fairseq_admin.tools.cli", "prepare", raw, out, "-s", "de", "-t", "en", "--style", style, "--bpe-merges", "20")
+        for split in ("train", "test"):
+            first = (out / "tok" / f"{split}.clean.de").read_text(encoding="utf-8").splitlines()[0]
+            assert "\ufeff" not in first and not first.startswith(" "), (style, split, first)
