@@ -94,6 +94,8 @@ class TranslationAdminTask(TranslationTask):
             if not self.cfg.no_save and distributed.is_master():
                 lock_save_dir(self.cfg.save_dir)
         model = super().build_model(cfg, from_checkpoint)
+        if not from_checkpoint and self.resuming():
+            check_resume_shapes(model, self.resuming())
         if not isinstance(model, AdminTransformerModel):
             if self.cfg.admin_profile or self.cfg.admin_profile_only:
                 arch = getattr(cfg, "arch", None) or getattr(cfg, "_name", None)
@@ -261,6 +263,33 @@ def log_omega_stats(model) -> None:
             omega = torch.cat([s.omega.detach().float().flatten() for s in model.residual_scales(stack)])
             for stat, value in (("mean", omega.mean()), ("min", omega.min()), ("max", omega.max())):
                 metrics.log_scalar(f"omega_{short}_{stat}", value.item(), weight=0, round=3)
+
+
+def check_resume_shapes(model, path: str) -> None:
+    """Resuming into a model of another depth or width: one line naming the differences, before
+    fairseq's own load fails with a traceback (reads the checkpoint memory-mapped: no full load)."""
+    import torch
+
+    try:  # weights-only: importing the plugin allowed fairseq's checkpoint types
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 -- unreadable or refused: fairseq's load (and its one-line errors) decide
+        return
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        return
+    saved = {k: tuple(v.shape) for k, v in state["model"].items() if hasattr(v, "shape")}
+    built = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(built) - set(saved))
+    differ = sorted(k for k in set(built) & set(saved) if built[k] != saved[k])
+    if not missing and not differ:
+        return
+    layers = lambda names, stack: len({k.split(".")[2] for k in names if k.startswith(f"{stack}.layers.")})  # noqa: E731
+    what = (f"the checkpoint has {layers(saved, 'encoder')}-{layers(saved, 'decoder')} layers, this model "
+            f"{layers(built, 'encoder')}-{layers(built, 'decoder')}")
+    if differ:
+        k = differ[0]
+        what += f"; {k} is {'x'.join(map(str, saved[k]))} there, {'x'.join(map(str, built[k]))} here"
+    raise AdminError(f"cannot resume from {path}: it was trained with another architecture ({what}): resume "
+                     "with the run's own depth and width flags, or start a new run in another --save-dir")
 
 
 _HELD_LOCKS = {}  # save dir -> open lock file, for the life of this process

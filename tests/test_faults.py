@@ -151,3 +151,17 @@ def test_a_restore_file_typo_is_refused_when_the_save_dir_holds_a_run(bin_data, 
     last = proc.stderr.strip().splitlines()[-1]
     assert "--restore-file" in last and "typo.pt does not exist" in last and "checkpoint_last.pt" in last
     assert {p.name: p.read_bytes() for p in save.iterdir() if p.is_file() and p.suffix in (".pt", ".json")} == before
+
+
+def test_resuming_with_another_depth_or_width_is_one_line(bin_data, tmp_path):
+    save = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "fairseq_cli.train", *train_args(bin_data, str(save), updates=2)],
+                   cwd=ROOT, check=True, capture_output=True, env=env)
+    for change, named in ((["--encoder-layers", "3"], "2-2 layers, this model 3-2"),
+                          (["--encoder-embed-dim", "48", "--decoder-embed-dim", "48"], "1000x32 there, 1000x48 here")):
+        proc = subprocess.run([sys.executable, "-m", "fairseq_cli.train", *train_args(bin_data, str(save), *change, updates=4)],
+                              cwd=ROOT, capture_output=True, text=True, env=env)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("fairseq-admin: error: cannot resume from") and named in last, last
