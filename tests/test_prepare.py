@@ -185,3 +185,23 @@ def test_a_byte_order_mark_is_no_token(tmp_path):
         for split in ("train", "test"):
             first = (out / "tok" / f"{split}.clean.de").read_text(encoding="utf-8").splitlines()[0]
             assert "\ufeff" not in first and not first.startswith(" "), (style, split, first)
+
+
+def test_an_empty_train_split_or_one_that_cleaning_empties_is_one_line(tmp_path):
+    raw = write_sample(tmp_path / "raw", {"train": 3, "valid": 3, "test": 3})
+    for lang in ("de", "en"):
+        (raw / f"train.{lang}").write_text("", encoding="utf-8")
+    proc = run_cli("fairseq_admin.tools.cli", "prepare", raw, tmp_path / "a", "-s", "de", "-t", "en", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "are empty" in proc.stderr.splitlines()[-1]
+    (raw / "train.de").write_text("x " * 200 + "\n", encoding="utf-8")  # 200 tokens against 1: dropped
+    (raw / "train.en").write_text("y\n", encoding="utf-8")
+    proc = run_cli("fairseq_admin.tools.cli", "prepare", raw, tmp_path / "b", "-s", "de", "-t", "en", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "no training pair is left after cleaning" in proc.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("args,named", [(["/nonexistent"], "no binarized data folder /nonexistent"),
+                                        ([ "/tmp", "--depths", "0,2"], "every layer count must be at least 1")])
+def test_output_change_bad_input_is_one_line(args, named):
+    proc = run_cli("fairseq_admin.tools.cli", "output-change", *args, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and named in proc.stderr.splitlines()[-1]

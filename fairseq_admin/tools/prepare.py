@@ -119,6 +119,9 @@ def check_raw(raw: str, src: str, tgt: str, splits) -> None:
         if counts[0] != counts[1]:
             raise AdminError(f"{raw}/{split}.{src} and {split}.{tgt} have different line counts "
                              f"({counts[0]} vs {counts[1]}): the two sides must be line-aligned")
+        if counts[0] == 0:
+            raise AdminError(f"{raw}/{split}.{src} and {split}.{tgt} are empty: a corpus needs at least one line "
+                             f"in every split ({', '.join(splits)})")
 
 
 def prepare_corpus(raw: str, out: str, src: str, tgt: str, settings: Optional[PrepareSettings] = None) -> None:
@@ -163,6 +166,9 @@ def prepare_corpus(raw: str, out: str, src: str, tgt: str, settings: Optional[Pr
                     _write_lines(outs[1], (x for i, x in enumerate(read_lines(full), 1) if i % n != 0))
     codes = os.path.join(bpe, "codes")
     train = [path("train", "clean", lang) for lang in (src, tgt)]
+    if not any(True for _ in read_lines(train[0])):
+        raise AdminError(f"no training pair is left after cleaning {raw}/train.* (lengths {s.min_len}-{s.max_len} "
+                         f"tokens, ratio {s.max_ratio}): check the files, or raise --max-len / --max-ratio")
     with StampedStep([codes], train, {"step": "learn_bpe", "merges": s.bpe_merges}) as step:
         if step.needed:
             logger.info(f"learn joint BPE ({s.bpe_merges} merges)")
