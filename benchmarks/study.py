@@ -207,16 +207,27 @@ def _resume_files(save, updates):
     return [n for n in names if os.path.exists(os.path.join(save, n))]
 
 
+#: a second place for resume states, outside the work tree (a machine handed back as it was keeps it,
+#: where a fresh checkout of the repository has no ignored files): STUDY_STASH_ROOT/<results folder>/NAME
+STASH_ROOT = os.environ.get("STUDY_STASH_ROOT", "/var/tmp/fairseq-admin-study")
+
+
+def stash_dirs(args):
+    """Where resume states are looked for: OUT/resume, then STASH_ROOT/<basename of OUT>."""
+    return [os.path.join(args.out, "resume"), os.path.join(STASH_ROOT, os.path.basename(os.path.abspath(args.out)))]
+
+
 def stash(args, runs):
-    """Copy each unfinished run's checkpoints into OUT/resume/NAME/ in parts (identical files once), with
-    a manifest: committed, they let a fresh clone resume the run where this machine stopped."""
+    """Copy each unfinished run's checkpoints into --stash-dir/NAME/ (default OUT/resume) in parts
+    (identical files once), with a manifest: committed, or kept outside the work tree (STASH_ROOT), they
+    let a checkout without checkpoints resume the run where this machine stopped."""
     import json
     for layers, method, seed in runs:
         name = run_name(layers, method, seed)
         save = os.path.join(args.out, "checkpoints", name)
         if "done training" in (_read(os.path.join(args.out, f"{name}.log")) or "") or not os.path.isdir(save):
             continue
-        dest = os.path.join(args.out, "resume", name)
+        dest = os.path.join(args.stash_dir or stash_dirs(args)[0], name)
         subprocess.run(["rm", "-rf", dest])
         os.makedirs(dest)
         manifest, blobs = {}, {}
@@ -235,13 +246,17 @@ def stash(args, runs):
 
 
 def restore(args, name):
-    """Rebuild a run's checkpoints from OUT/resume/NAME/ when this checkout has none (a fresh clone)."""
+    """Rebuild a run's checkpoints from a stash (stash_dirs) when this checkout has none (a fresh clone);
+    returns where they came from, or None."""
     import json
-    src = os.path.join(args.out, "resume", name)
     save = os.path.join(args.out, "checkpoints", name)
+    if os.path.exists(os.path.join(save, "checkpoint_last.pt")):
+        return None
+    found = [d for d in stash_dirs(args) if os.path.exists(os.path.join(d, name, "manifest.json"))]
+    if not found:
+        return None
+    src = os.path.join(found[0], name)
     manifest = _read(os.path.join(src, "manifest.json"))
-    if manifest is None or os.path.exists(os.path.join(save, "checkpoint_last.pt")):
-        return False
     os.makedirs(save, exist_ok=True)
     for f, digest in json.loads(manifest).items():
         parts = sorted(p for p in os.listdir(src) if p.startswith(digest[:16] + ".part"))
@@ -254,7 +269,7 @@ def restore(args, name):
             os.remove(tmp)
             sys.exit(f"study: error: {src} is damaged ({f} does not match its sha256): delete it to restart {name}")
         os.replace(tmp, os.path.join(save, f))
-    return True
+    return src
 
 
 def do_run(args, layers, method, seed):
@@ -275,8 +290,9 @@ def do_run(args, layers, method, seed):
         _write_atomic(stamp, commands)
     start = time.time()
     if "done training" not in (_read(log) or ""):
-        if same and restore(args, name):
-            print(f"| {name}: resuming from the committed state in {args.out}/resume/{name}", flush=True)
+        restored = restore(args, name) if same else None
+        if restored:
+            print(f"| {name}: resuming from the committed state in {restored}", flush=True)
         rc = _run_logged(train, log, append=same)
         if rc != 0 or "done training" not in (_read(log) or ""):
             return f"{name}: training FAILED (exit {rc}), see {log}"
@@ -505,7 +521,9 @@ def plot_beta2_heatmap(path, name, beta):
     updates = [u for u, _ in beta]
     grid = [[values.get(k, float("nan")) for _, values in beta] for k in names]
     fig, ax = plt.subplots(figsize=(9, 10))
-    im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
+    from matplotlib.colors import LogNorm
+    # log scale, one range for every run: β² spans 1e-3 (DeepNorm) to about 0.5 (Post-LN's first sublayers)
+    im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", norm=LogNorm(vmin=1e-3, vmax=1))
     ax.set_yticks(range(0, len(names), 3))
     ax.set_yticklabels([names[i] for i in range(0, len(names), 3)], fontsize=6)
     step = max(1, len(updates) // 10)
@@ -611,6 +629,8 @@ def main(argv=None):
     p.add_argument("--stash", action="store_true",
                    help="only copy each unfinished run's checkpoints into OUT/resume/ (commit them: a fresh clone "
                         "then resumes those runs instead of starting again)")
+    p.add_argument("--stash-dir", help=f"with --stash: where to (default OUT/resume; resumes also look in "
+                                       f"{STASH_ROOT}/<OUT's name>, or $STUDY_STASH_ROOT)")
     p.add_argument("--long", action="store_true",
                    help=f"the late stage: {LONG_UPDATES} updates, best and averaged checkpoints decoded, β² logged "
                         "(results in benchmarks/results-long unless --out)")

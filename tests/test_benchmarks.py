@@ -69,6 +69,6 @@ def test_study_long_quick_resumes_from_a_committed_state(bin_data, tmp_path):
     manifest = (cut / "resume" / "2x2-admin-seed1" / "manifest.json").read_text()
     assert '"checkpoint_last.pt"' in manifest
     subprocess.run(["rm", "-rf", str(cut / "checkpoints")], check=True)  # a fresh clone has none
-    again = _bash(*study[1:], "--out", cut)
+    again = _bash(*study[1:], "--out", cut, STUDY_STASH_ROOT=tmp_path / "elsewhere")
     assert "resuming from the committed state" in again, again
     assert sorted(dict(parse(str(log))["valid"]).items()) == parse(str(through / "2x2-admin-seed1.log"))["valid"]
