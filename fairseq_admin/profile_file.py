@@ -93,6 +93,9 @@ def versions_line() -> str:
 
 def write_profile(profile: Profile, path: str) -> None:
     """Write the profile as JSON, atomically (a reader sees the old file or the whole new one)."""
+    if os.path.isdir(path):
+        raise AdminError(f"cannot write the profile to {path}: it is a folder; give a file name "
+                         f"(e.g. {os.path.join(path, 'admin_profile.json')})")
     if not profile.versions:
         profile.versions = software_versions()
     if not profile.created:
@@ -115,21 +118,36 @@ def _stack_from_dict(path: str, name: str, d) -> StackProfile:
 
 #: no profiled ω comes near this (ω² is a running sum of variances of LayerNorm outputs and branches)
 MAX_OMEGA = 1e4
+#: profiled ω start at 1 and grow; trained ones drift a little below 1: anything this small is no profile
+MIN_OMEGA = 1e-3
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def validate_stack(path: str, name: str, stack: StackProfile) -> StackProfile:
     """The one check every profile source passes (JSON, legacy, imported): ω finite, positive, plausible."""
+    if stack.embed_dim is not None and (not _number(stack.embed_dim) or stack.embed_dim != int(stack.embed_dim)
+                                        or stack.embed_dim < 1):
+        raise AdminError(f"profile {path}: {name} embed_dim is {stack.embed_dim!r}, not a whole number; {_RECREATE}")
     for s in stack.sublayers:
-        if isinstance(s.omega, bool) or not isinstance(s.omega, (int, float)) or not math.isfinite(s.omega) \
-                or not 0 < s.omega <= MAX_OMEGA:
+        if not _number(s.omega) or not MIN_OMEGA <= s.omega <= MAX_OMEGA:
             raise AdminError(f"profile {path}: {name} layer {s.layer} {s.kind} has ω = {s.omega!r}, not a "
-                             f"positive number up to {MAX_OMEGA:g}; {_RECREATE}")
+                             f"number from {MIN_OMEGA:g} to {MAX_OMEGA:g}; {_RECREATE}")
+        for field in ("var_input", "var_shortcut", "var_branch"):
+            value = getattr(s, field)
+            if value is not None and (not _number(value) or value < 0):
+                raise AdminError(f"profile {path}: {name} layer {s.layer} {s.kind} has {field} = {value!r}, not a "
+                                 f"non-negative number; {_RECREATE}")
     return stack
 
 
 def read_profile(path: str, layers: Optional[Tuple[int, int]] = None) -> Profile:
     """Read a JSON profile, or a legacy text profile (``layers`` = (encoder, decoder) is needed
     to split a bare-values legacy file)."""
+    if os.path.isdir(path):
+        raise AdminError(f"profile {path} is a folder: give the profile file (e.g. {os.path.join(path, 'admin_profile.json')})")
     if not os.path.isfile(path):
         raise AdminError(f"profile {path} does not exist")
     try:
@@ -144,6 +162,8 @@ def read_profile(path: str, layers: Optional[Tuple[int, int]] = None) -> Profile
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise AdminError(f"profile {path} is not valid JSON (truncated?): {e}; {_RECREATE}")
+        except RecursionError:
+            raise AdminError(f"profile {path} is JSON nested too deeply to be a profile; {_RECREATE}")
         return profile_from_dict(d, path)
     return import_legacy(path, text, layers)
 

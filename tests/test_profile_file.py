@@ -119,14 +119,14 @@ def test_atomic_write_keeps_the_old_file_on_interruption(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [".other.json.abc123.tmp", "p.json"]
 
 
-@pytest.mark.parametrize("value", ["-1.5", "0", "nan", "inf", "1e300", "1e400"])
+@pytest.mark.parametrize("value", ["-1.5", "0", "1e-300", "nan", "inf", "1e300", "1e400"])
 def test_legacy_profiles_get_the_same_checks_as_json(tmp_path, value):
     # one validation for every source: a bad ω in a legacy file is refused when read and when imported
     legacy = tmp_path / "profile.ratio.init"
     values = ["1.0", "1.2", value, "1.5"] + ["1.0", "1.1", "1.3", "1.4", "1.6", "1.7"]
     idx = [f"{i} {v}" for i, v in enumerate(values[:4], 1)] + [f"{i} {v}" for i, v in enumerate(values[4:], 1)]
     legacy.write_text("\n".join(idx) + "\n")
-    with pytest.raises(AdminError, match=r"encoder layer 1 self_attn has ω = .*not a positive number up to"):
+    with pytest.raises(AdminError, match=r"encoder layer 1 self_attn has ω = .*not a number from 0.001 to"):
         read_profile(str(legacy))
     proc = subprocess.run([sys.executable, "-m", "fairseq_admin.tools.cli", "import-profile", str(legacy),
                            str(tmp_path / "out.json")], capture_output=True, text=True)
@@ -147,3 +147,48 @@ def test_import_profile_checks_both_stacks(tmp_path):
     indexed.write_text("".join(f"{i} 1.{i}\n" for i in range(1, 5)) + "".join(f"{i} 2.{i}\n" for i in range(1, 10)))
     with pytest.raises(AdminError, match="--decoder-layers 2 need 4 and 6"):
         read_profile(str(indexed), layers=(2, 2))
+
+
+@pytest.mark.parametrize("edit,named", [
+    (lambda d: d["encoder"]["sublayers"][0].update(omega=1e-300), "not a number from 0.001"),
+    (lambda d: d["encoder"]["sublayers"][1].update(var_input="1.0"), "var_input = '1.0', not a non-negative number"),
+    (lambda d: d["decoder"].update(embed_dim="32"), "embed_dim is '32', not a whole number"),
+])
+def test_wrong_values_in_a_profile_are_one_line(tmp_path, edit, named):
+    import json
+
+    from fairseq_admin import AdminError
+    from fairseq_admin.profile_file import read_profile
+
+    good = tmp_path / "good.json"
+    legacy = tmp_path / "legacy"
+    legacy.write_text("".join(f"{1 + i / 10}\n" for i in range(10)))
+    from fairseq_admin.profile_file import write_profile
+    profile = read_profile(str(legacy), layers=(2, 2))
+    profile.encoder.embed_dim = profile.decoder.embed_dim = 32
+    for st in (profile.encoder, profile.decoder):
+        for s in st.sublayers:
+            s.var_input = s.var_shortcut = s.var_branch = 1.0
+    write_profile(profile, str(good))
+    d = json.loads(good.read_text())
+    edit(d)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(d))
+    with pytest.raises(AdminError, match=named):
+        read_profile(str(bad))
+
+
+def test_deep_json_and_folders_are_one_line(tmp_path):
+    from fairseq_admin import AdminError
+    from fairseq_admin.profile_file import read_profile, write_profile
+
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100000 + "1" + "}" * 100000)
+    with pytest.raises(AdminError, match="nested too deeply"):
+        read_profile(str(deep))
+    with pytest.raises(AdminError, match="is a folder"):
+        read_profile(str(tmp_path))
+    legacy = tmp_path / "legacy"
+    legacy.write_text("".join(f"{1 + i / 10}\n" for i in range(10)))
+    with pytest.raises(AdminError, match="it is a folder"):
+        write_profile(read_profile(str(legacy), layers=(2, 2)), str(tmp_path))
