@@ -163,7 +163,7 @@ def test_toggling_the_valid_split_never_leaves_a_stale_train_split(tmp_path):
 
 
 @pytest.mark.parametrize("flags,named", [(["--bpe-merges", "0"], "--bpe-merges 0"), (["--bpe-merges", "-5"], "--bpe-merges -5"),
-                                         (["--max-len", "0"], "--max-len 0"), (["--valid-every", "-3"], "--valid-every -3"),
+                                         (["--max-len", "0"], "--max-len 0"), (["--valid-every", "-3"], "--valid-every -3"), (["--valid-every", "1"], "--valid-every 1"),
                                          (["--max-ratio", "0.5"], "--max-ratio 0.5")])
 def test_impossible_settings_are_one_line(tmp_path, flags, named):
     raw = write_sample(tmp_path / "raw", {"train": 20, "valid": 5, "test": 5})

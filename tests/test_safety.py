@@ -123,10 +123,16 @@ def test_code_in_a_checkpoint_config_is_refused_before_the_model_is_built(bin_da
     """A checkpoint with no unsafe type but an fconv layer spec that runs code: fairseq-generate without the
     guard runs it (the threat is real); with the plugin, and by fold and average, it is refused in one line."""
     save = tmp_path / "fconv"
-    run_cli("fairseq_cli.train", bin_data, "--arch", "fconv", "--encoder-layers", "[(32, 3)]",
-            "--decoder-layers", "[(32, 3)]", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
-            "--decoder-out-embed-dim", "32", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000",
-            "--max-update", "1", "--save-dir", save, "--no-progress-bar", "--num-workers", "0", "--cpu")
+    for _ in range(3):  # stock fairseq's fconv run was seen once to abort at exit ("terminate called without an
+        # active exception", SIGABRT) after its checkpoint: what this test needs is the checkpoint
+        proc = run_cli("fairseq_cli.train", bin_data, "--arch", "fconv", "--encoder-layers", "[(32, 3)]",
+                       "--decoder-layers", "[(32, 3)]", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
+                       "--decoder-out-embed-dim", "32", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000",
+                       "--max-update", "1", "--save-dir", save, "--no-progress-bar", "--num-workers", "0", "--cpu",
+                       check=False)
+        if (save / "checkpoint_last.pt").exists():
+            break
+    assert (save / "checkpoint_last.pt").exists(), proc.stderr[-3000:]
     state = torch.load(save / "checkpoint_last.pt", weights_only=False)
     marker = tmp_path / "MARKER"
     evil = f"__import__('os').system('touch {marker}') or [(32, 3)]"

@@ -213,11 +213,13 @@ def settings_from_args(args) -> PrepareSettings:
                if getattr(args, k) is not None}
     if args.clean_valid:
         changes["clean_splits"] = ("train", "valid")
-    for flag, key, low in (("--bpe-merges", "bpe_merges", 1), ("--max-len", "max_len", 1),
-                           ("--valid-every", "valid_every", 2)):
+    for flag, key, low in (("--bpe-merges", "bpe_merges", 1), ("--max-len", "max_len", 1)):
         value = changes.get(key)
         if value is not None and value < low:
             raise AdminError(f"{flag} {value}: give a whole number of at least {low}")
+    if changes.get("valid_every") is not None and (changes["valid_every"] < 0 or changes["valid_every"] == 1):
+        raise AdminError(f"--valid-every {changes['valid_every']}: give 0 (the raw valid split) or N >= 2 "
+                         "(lines N, 2N, ... of the cleaned train become valid)")
     if changes.get("max_ratio") is not None and not changes["max_ratio"] >= 1:
         raise AdminError(f"--max-ratio {changes['max_ratio']}: give a length ratio of at least 1 (iwslt14 1.5, wmt14 9)")
     return dataclasses.replace(s, **changes)
