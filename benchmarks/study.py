@@ -187,12 +187,8 @@ PART_BYTES = 45 * 1024 * 1024
 
 
 def _sha256(path):
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from fairseq_admin.files import file_sha256  # the project's one file hash (needs the set-up's venv)
+    return file_sha256(path)
 
 
 def _resume_files(save, updates):

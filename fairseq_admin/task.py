@@ -94,8 +94,9 @@ class TranslationAdminTask(TranslationTask):
             if not self.cfg.no_save and distributed.is_master():
                 lock_save_dir(self.cfg.save_dir)
         model = super().build_model(cfg, from_checkpoint)
-        if not from_checkpoint and self.resuming():
-            check_resume_shapes(model, self.resuming())
+        resuming = None if from_checkpoint else self.resuming()
+        if resuming:
+            check_resume_shapes(model, resuming)
         if not isinstance(model, AdminTransformerModel):
             if self.cfg.admin_profile or self.cfg.admin_profile_only:
                 arch = getattr(cfg, "arch", None) or getattr(cfg, "_name", None)
