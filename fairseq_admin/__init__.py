@@ -1,9 +1,11 @@
 """fairseq-admin: Admin initialisation (Liu et al., EMNLP 2020, arXiv:2004.08249) for fairseq.
 
 Load with ``--user-dir`` (this folder); importing registers the models (with their dataclass configs),
-their architectures, the ``translation_admin`` task and the ``radam`` optimizer. This folder is what
-fairseq imports (config, model, layers, residual, omega, weight_init, baselines, task, profiler,
-profile_file, radam, distributed, checkpoints, files, errors); the tools (the ``fairseq-admin`` command,
+their architectures (Admin, the Post-LN/Pre-LN baselines and the other stabilisers: B2T, ReZero, T-Fixup,
+DS-Init), the ``translation_admin`` task, the ``radam`` optimizer and the ``inverse_sqrt_nowarmup``
+schedule. This folder is what fairseq imports (config, model, layers, residual, omega, weight_init,
+baselines, stabilizers, lr_scheduler, task, profiler, profile_file, radam, distributed, checkpoints,
+files, errors); the tools (the ``fairseq-admin`` command,
 recipes, data preparation, scoring, averaging, folding, diagnostics) are the separate ``tools`` package.
 """
 import os
@@ -27,4 +29,4 @@ allow_fairseq_checkpoint_types()
 # and no checkpoint's config may hold code that fairseq would eval() while building its model
 install_config_guard()
 
-from . import baselines, model, radam, task  # noqa: E402,F401  (registration on import)
+from . import baselines, lr_scheduler, model, radam, stabilizers, task  # noqa: E402,F401  (registration on import)

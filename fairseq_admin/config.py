@@ -91,13 +91,18 @@ def _derived_options(architecture: Callable, names) -> set:
     return derived
 
 
-def model_config(name: str, admin: bool, architecture: Optional[Callable] = None):
+def model_config(name: str, admin, architecture: Optional[Callable] = None):
     """The flat dataclass config of a model: fairseq's Transformer options plus this plugin's (Admin's
-    or the baselines' ``weight_init``), with the defaults of ``architecture`` (a fairseq architecture
+    if ``admin`` is True, the baselines' ``weight_init`` if False, or ``admin`` itself when it is a list
+    of (name, type, field) triples), with the defaults of ``architecture`` (a fairseq architecture
     function, applied to an empty namespace) where it sets one. Options whose default the architecture
     takes from another option (``decoder_embed_dim``, ``decoder_input_dim``) stay unset, so that they
     follow that option in a YAML as they do on the command line."""
-    fields = _flat_transformer_fields() + (_admin_fields() if admin else [_weight_init_field()])
+    if isinstance(admin, list):
+        own = admin
+    else:
+        own = _admin_fields() if admin else [_weight_init_field()]
+    fields = _flat_transformer_fields() + own
     if architecture is not None:
         defaults = argparse.Namespace()
         architecture(defaults)

@@ -55,11 +55,14 @@ class DependencyMeter:
         seen = self.values.setdefault((stack, index), [])
         expected = 2 if stack == "encoder" else (3 if getattr(layer, "encoder_attn", None) is not None else 2)
 
+        branch_of = getattr(layer, "dependency_branch", None)  # ReZero adds α·F, not F
+
         def residual_connection(x, residual):
             out = original(x, residual)
             if len(seen) < expected:
                 with torch.no_grad():
-                    seen.append((x.detach().float().var(unbiased=False), out.detach().float().var(unbiased=False)))
+                    branch = (branch_of(x) if branch_of is not None else x).detach().float()
+                    seen.append((branch.var(unbiased=False), out.detach().float().var(unbiased=False)))
             return out
 
         return residual_connection

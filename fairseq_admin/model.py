@@ -160,9 +160,9 @@ def admin_transformer_wmt_en_de_big(args):
     admin_base_architecture(args)
 
 
-def register_architectures(base, architectures, admin: bool) -> None:
+def register_architectures(base, architectures, admin) -> None:
     """Register ``base`` under the first name and a subclass of it under each other name, each with the
-    dataclass config of its architecture's defaults."""
+    dataclass config of its architecture's defaults (``admin``: see ``config.model_config``)."""
     for i, (name, architecture) in enumerate(architectures.items()):
         camel = "".join(part.capitalize() for part in name.split("_"))
         cls = base if i == 0 else type(f"{camel}Model", (base,), {

@@ -75,7 +75,7 @@ def bin_data(tmp_path_factory):
     return str(dest)
 
 
-def build(data, *extra, task="translation_admin", arch="admin_transformer", seed=7):
+def build(data, *extra, task="translation_admin", arch="admin_transformer", seed=7, tiny=TINY):
     """Build (cfg, task, model) in-process exactly as fairseq-train does."""
     import tempfile
 
@@ -85,7 +85,7 @@ def build(data, *extra, task="translation_admin", arch="admin_transformer", seed
 
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, [data, "--user-dir", USER_DIR, "--task", task,
-                                                "--arch", arch, *TINY, "--max-tokens", "1000",
+                                                "--arch", arch, *tiny, "--max-tokens", "1000",
                                                 "--seed", str(seed), "--cpu", "--save-dir", tempfile.mkdtemp(),
                                                 *map(str, extra)])
     cfg = convert_namespace_to_omegaconf(args)
