@@ -21,6 +21,11 @@ from .errors import AdminError
 class InverseSqrtNoWarmupConfig(FairseqDataclass):
     decay_period: int = field(default=4000, metadata={
         "help": "P in lr * sqrt(P / (P + update)): after P updates the learning rate is lr / sqrt(2)"})
+    # accepted so that a recipe written for inverse_sqrt can switch to this schedule by its name alone
+    warmup_updates: int = field(default=0, metadata={
+        "help": "must be 0: this schedule has no warmup (accepted so that a recipe's inverse_sqrt settings "
+                "can stay beside it)"})
+    warmup_init_lr: float = field(default=-1, metadata={"help": "unused: this schedule has no warmup"})
     lr: List[float] = II("optimization.lr")
 
 
@@ -34,6 +39,9 @@ class InverseSqrtNoWarmupSchedule(FairseqLRScheduler):
         if len(lrs) != 1:
             raise AdminError("--lr-scheduler inverse_sqrt_nowarmup takes one --lr, not a list: "
                              "use --lr-scheduler fixed for a schedule of rates")
+        if cfg.warmup_updates != 0:
+            raise AdminError(f"--warmup-updates {cfg.warmup_updates}: inverse_sqrt_nowarmup has no warmup; set it "
+                             "to 0 (or use --lr-scheduler inverse_sqrt for a warmup)")
         if cfg.decay_period < 1:
             raise AdminError(f"--decay-period {cfg.decay_period}: it must be at least 1 (default 4000)")
         self.init_lr = float(lrs[0])

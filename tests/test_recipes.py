@@ -60,19 +60,27 @@ def test_every_variant_matches_the_reference_table(config):
     for variant, v in recipe["variants"].items():
         for gpus in (1, 2, 8):
             f = _flags(train_command(recipe, variant, "D", "S", gpus=gpus))
-            for key in ("--lr", "--warmup-updates", "--dropout", "--weight-decay", "--max-update"):
+            method = variant.rsplit("-", 2)[0]
+            tfixup = method == "tfixup"  # no warmup: the rate decays from the start, over P = the warmup
+            for key in ("--lr", "--dropout", "--weight-decay", "--max-update"):
                 assert float(f[key]) == spec[key], (variant, key)
+            assert float(f["--warmup-updates"]) == (0 if tfixup else spec["--warmup-updates"]), variant
+            if tfixup:
+                assert float(f["--decay-period"]) == spec["--warmup-updates"], variant
             assert int(f["--max-tokens"]) * int(f["--update-freq"]) * int(f["--distributed-world-size"]) \
                 == pytest.approx(spec["tokens"], abs=16)
             assert f["--optimizer"] == "radam" and f["--adam-betas"] == "(0.9,0.98)"
-            assert float(f["--clip-norm"]) == 0 and f["--lr-scheduler"] == "inverse_sqrt"
+            assert float(f["--clip-norm"]) == 0
+            assert f["--lr-scheduler"] == ("inverse_sqrt_nowarmup" if tfixup else "inverse_sqrt"), variant
             assert float(f["--warmup-init-lr"]) == 1e-7 and float(f["--label-smoothing"]) == 0.1
             assert float(f["--attention-dropout"]) == 0.1 and float(f["--activation-dropout"]) == 0.1
             assert f["--share-all-embeddings"] and f["--fp16"] and f["--seed"] == "1111"
             # the reference's fp16 loss scaling
             assert f["--fp16-scale-window"] == "256" and float(f["--threshold-loss-scale"]) == 0.03125
             # baselines initialised as Admin (the reference's init): one thing differs
-            assert f["--arch"].startswith("admin_" if variant.startswith("admin") else "refinit_"), variant
+            prefix = {"admin": "admin_", "postln": "refinit_", "preln": "refinit_"}.get(
+                method, method.replace("-", "_") + "_transformer")
+            assert f["--arch"].startswith(prefix), variant
             assert f["--task"] == ("translation_admin" if variant.startswith("admin") else "translation")
             assert ("--encoder-normalize-before" in f) == variant.startswith("preln")
             assert [f["--encoder-layers"], f["--decoder-layers"]] == variant.rsplit("-", 2)[-2:]
