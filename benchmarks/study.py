@@ -42,6 +42,19 @@ QUICK_WIDTH = ["--encoder-embed-dim", "32", "--decoder-embed-dim", "32", "--enco
                "--share-all-embeddings"]
 PRE_LN = ["--encoder-normalize-before", "--decoder-normalize-before"]
 
+def depths(layers):
+    """(encoder, decoder) layers of a run's depth: an int (both stacks) or a pair (asymmetric, e.g. 18-2)."""
+    return (layers, layers) if isinstance(layers, int) else tuple(layers)
+
+
+def depth_tag(layers):
+    return "{}x{}".format(*depths(layers))
+
+
+def depth_label(layers):
+    return "{}-{}".format(*depths(layers))
+
+
 #: method -> model flags; all with the reference initialisation unless named "(fairseq init)"
 METHODS = {
     "postln": ["--arch", "refinit_transformer"],
@@ -62,16 +75,26 @@ METHODS = {
     # where it is below it (benchmarks/mechanism.py --floor-profile): heavy bottom-layer dependency removed
     "admin-floorlogn": ["--arch", "admin_transformer", "--admin-profile",
                         os.path.join(ROOT, "benchmarks", "results-mechanism", "admin-floor-logn.profile")],
+    # the other stabilisers (issue 17), each with its authors' initialisation (fairseq_admin/stabilizers.py)
+    "b2t": ["--arch", "b2t_transformer"],
+    "rezero": ["--arch", "rezero_transformer"],
+    "rezero-postln": ["--arch", "rezero_postln_transformer"],
+    "tfixup": ["--arch", "tfixup_transformer"],
+    "dsinit": ["--arch", "dsinit_transformer"],
 }
+#: T-Fixup trains without warmup (its authors' schedule): the study's peak rate from update 1, decaying as
+#: lr * sqrt(400 / (400 + update)), close to the others' lr * sqrt(400 / update) after their warmup
+TFIXUP_SCHEDULE = ["--lr-scheduler", "inverse_sqrt_nowarmup", "--warmup-updates", "0", "--decay-period", "400"]
+STABILIZERS = ("b2t", "rezero", "rezero-postln", "tfixup", "dsinit")
 #: the H100 probe's schedule (benchmarks/gpu_probe.sh) but for its batch size and fp16
 H100_SCHEDULE = ["--optimizer", "adam", "--warmup-updates", "1000"]
 #: flags that must come after the common schedule (they override it)
 OVERRIDES = {"admin-h100": H100_SCHEDULE, "admin-h100-refinit": H100_SCHEDULE,
              "admin-h100-fixedomega": H100_SCHEDULE, "admin-h100-radam": ["--warmup-updates", "1000"],
-             "preln-h100": H100_SCHEDULE}
+             "preln-h100": H100_SCHEDULE, "tfixup": TFIXUP_SCHEDULE}
 #: the stall ablation's runs stop at 400 updates, where the H100 probe stopped (inverse_sqrt does not
 #: depend on --max-update, so their first 400 updates are those of a longer run)
-ABLATION_METHODS = tuple(m for m in OVERRIDES)
+ABLATION_METHODS = tuple(m for m in OVERRIDES if m != "tfixup")
 ABLATION_UPDATES = 400
 LABELS = {
     "postln": "Post-LN", "preln": "Pre-LN", "admin": "Admin (profiled)", "admin-logn": "Admin (logn)",
@@ -80,6 +103,8 @@ LABELS = {
     "admin-h100-refinit": "Admin, H100 regime, reference init", "admin-h100-fixedomega": "Admin, H100 regime, ω fixed",
     "admin-h100-radam": "Admin, H100 regime, RAdam", "preln-h100": "Pre-LN, H100 regime",
     "admin-floorlogn": "Admin, profile with ω floored at logn's",
+    "b2t": "B2T connection", "rezero": "ReZero", "rezero-postln": "ReZero + Post-LN", "tfixup": "T-Fixup (no warmup)",
+    "dsinit": "DS-Init",
 }
 
 #: (layers per stack, method, seed) in the order they run: the deep comparison and the shallow control
@@ -89,10 +114,16 @@ RUNS = [(18, m, 1) for m in ("postln", "admin", "preln")] \
     + [(18, m, 2) for m in ("postln", "admin", "preln")] \
     + [(6, m, 1) for m in ("admin-logn", "deepnorm")] \
     + [(18, m, 1) for m in ("admin-f12init", "admin-logn", "deepnorm", "postln-f12init")] \
-    + [(18, "admin-floorlogn", 1)]
+    + [(18, "admin-floorlogn", 1)] \
+    + [(6, m, 1) for m in STABILIZERS] + [(18, m, 1) for m in STABILIZERS] \
+    + [((18, 2), m, 1) for m in ("postln", "preln", "admin", "admin-logn", "deepnorm", *STABILIZERS)]
+#: the other stabilisers' runs (issue 17): 6-6 and 18-18 of the new methods, then every method at 18-2
+#: (a deep encoder, a shallow decoder), seed 1; part of RUNS, selected alone by --stabilizers
+STABILIZER_RUNS = [r for r in RUNS if r[1] in STABILIZERS or depths(r[0]) == (18, 2)]
 #: with --ablation: what might explain the H100 stall, 18-18, seed 1 (run before the rest of RUNS)
 ABLATION_RUNS = [(18, m, 1) for m in ABLATION_METHODS]
 QUICK_RUNS = [(2, m, 1) for m in ("postln", "preln", "admin", "deepnorm")]
+QUICK_STABILIZER_RUNS = [((2, 1), m, 1) for m in ("b2t", "tfixup")]
 #: with --long (issue 15, the late stage): 4,000 updates, the deep comparison first (Admin and Pre-LN,
 #: seeds 1 and 2), then one seed of the other methods, then third seeds if the CPU allows
 LONG_RUNS = [(18, "admin", 1), (18, "preln", 1), (18, "admin", 2), (18, "preln", 2),
@@ -107,7 +138,7 @@ QUICK_LONG_RUNS = [(2, m, 1) for m in ("admin", "preln")]
 
 
 def run_name(layers, method, seed):
-    return f"{layers}x{layers}-{method}-seed{seed}"
+    return f"{depth_tag(layers)}-{method}-seed{seed}"
 
 
 def train_command(bin_dir, out, layers, method, seed, updates, quick, long=False):
@@ -117,7 +148,7 @@ def train_command(bin_dir, out, layers, method, seed, updates, quick, long=False
     # long: keep the last LONG_AVERAGE interval checkpoints (to average) and log β² (issue 15)
     extra = ["--keep-interval-updates", str(LONG_AVERAGE), "--admin-log-dependency", str(log_every)] if long else []
     return ["fairseq-train", bin_dir, "--user-dir", os.path.join(ROOT, "fairseq_admin"), "--task", "translation_admin",
-            *METHODS[method], "--encoder-layers", str(layers), "--decoder-layers", str(layers),
+            *METHODS[method], "--encoder-layers", str(depths(layers)[0]), "--decoder-layers", str(depths(layers)[1]),
             *(QUICK_WIDTH if quick else WIDTH), *SCHEDULE, *(["--warmup-updates", "3"] if quick else []),
             "--seed", str(seed), "--max-update", str(updates),
             "--validate-interval-updates", str(valid_every), "--validate-interval", "1000",
@@ -384,7 +415,7 @@ def summarize(args, runs):
         ups = seconds_per_update(log)
         prof = profile_seconds(log)
         rows.append(
-            f"| {layers}-{layers} | {LABELS[method]} | {seed} | {last[0]}{'' if done else ' (unfinished)'} "
+            f"| {depth_label(layers)} | {LABELS[method]} | {seed} | {last[0]}{'' if done else ' (unfinished)'} "
             f"| {last[1]:.2f} | {best:.2f} | {train_loss_at_end(log) or float('nan'):.2f} "
             f"| {_or_dash(bleu_of(os.path.join(args.out, f'{name}.bleu.txt')))} "
             f"| {'-' if om is None else f'{om[0]:.2f} [{om[1]:.2f}, {om[2]:.2f}] / {om[3]:.2f} [{om[4]:.2f}, {om[5]:.2f}]'} "
@@ -453,7 +484,7 @@ def summarize_long(args, runs):
         bleu_best = bleu_of(os.path.join(args.out, f"{name}.best.bleu.txt"))
         bleu_avg = bleu_of(os.path.join(args.out, f"{name}.avg.bleu.txt"))
         by_method.setdefault((layers, method), []).append((seed, best, valid[-1][1] if done else None, bleu_best, bleu_avg))
-        rows.append(f"| {layers}-{layers} | {LABELS[method]} | {seed} | {valid[-1][0]}{'' if done else ' (unfinished)'} "
+        rows.append(f"| {depth_label(layers)} | {LABELS[method]} | {seed} | {valid[-1][0]}{'' if done else ' (unfinished)'} "
                     f"| {valid[-1][1]:.2f} | {best:.2f} (update {best_update}) | {_or_dash(bleu_best)} | {_or_dash(bleu_avg)} |")
         check = first_updates_check(args, layers, method, seed, valid)
         if check is not None:
@@ -463,7 +494,7 @@ def summarize_long(args, runs):
     means = ["| depth | method | best valid | final valid (finished runs) | BLEU best checkpoint | BLEU averaged |",
              "|---|---|---|---|---|---|"]
     for (layers, method), items in by_method.items():
-        means.append(f"| {layers}-{layers} | {LABELS[method]} | {_mean_std([i[1] for i in items])} "
+        means.append(f"| {depth_label(layers)} | {LABELS[method]} | {_mean_std([i[1] for i in items])} "
                      f"| {_mean_std([i[2] for i in items])} | {_mean_std([i[3] for i in items])} "
                      f"| {_mean_std([i[4] for i in items])} |")
     text = (table + "\nMean ± standard deviation over seeds (finished evaluations only):\n\n" + "\n".join(means) + "\n"
@@ -553,11 +584,11 @@ def plot_curves(out, curves):
                         marker="." if seed == 1 else "x", label=f"{LABELS[method]} (seed {seed})")
         ax.set_xlabel("update")
         ax.set_ylabel("valid loss (label-smoothed CE, base 2)")
-        ax.set_title(f"{layers}-{layers}, width 128, {titles[regime]}, bundled De-En sample", fontsize=9)
+        ax.set_title(f"{depth_label(layers)}, width 128, {titles[regime]}, bundled De-En sample", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = os.path.join(out, f"valid_loss_{layers}x{layers}{'' if regime == 'main' else '_' + regime}.png")
+        path = os.path.join(out, f"valid_loss_{depth_tag(layers)}{'' if regime == 'main' else '_' + regime}.png")
         fig.savefig(f"{path}.tmp.png", dpi=110)
         os.replace(f"{path}.tmp.png", path)
         plt.close(fig)
@@ -627,6 +658,9 @@ def main(argv=None):
                         "then resumes those runs instead of starting again)")
     p.add_argument("--stash-dir", help=f"with --stash: where to (default OUT/resume; resumes also look in "
                                        f"{STASH_ROOT}/<OUT's name>, or $STUDY_STASH_ROOT)")
+    p.add_argument("--stabilizers", action="store_true",
+                   help="only the other stabilisers' runs (B2T, ReZero, T-Fixup, DS-Init at 6-6 and 18-18, every method "
+                        "at 18-2); they are part of the default list too")
     p.add_argument("--long", action="store_true",
                    help=f"the late stage: {LONG_UPDATES} updates, best and averaged checkpoints decoded, β² logged "
                         "(results in benchmarks/results-long unless --out)")
@@ -639,7 +673,10 @@ def main(argv=None):
     if args.long:
         runs = QUICK_LONG_RUNS if args.quick else LONG_RUNS
     else:
-        runs = QUICK_RUNS if args.quick else (ABLATION_RUNS if args.ablation else []) + RUNS
+        if args.stabilizers:
+            runs = QUICK_STABILIZER_RUNS if args.quick else STABILIZER_RUNS
+        else:
+            runs = QUICK_RUNS if args.quick else (ABLATION_RUNS if args.ablation else []) + RUNS
     runs = [r for r in runs if re.search(args.only, run_name(*r))]
     os.makedirs(args.out, exist_ok=True)
     if args.stash:
