@@ -13,7 +13,8 @@ if [[ " $* " != *" --bin "* ]]; then
   text=work/bench/study-data
   mkdir -p "$text"
   for f in train valid test; do for l in de en; do
-    gunzip -c "benchmarks/study-data/$f.$l.gz" > "$text/.$f.$l.tmp" && mv "$text/.$f.$l.tmp" "$text/$f.$l"
+    tmp="$text/.$f.$l.$$.tmp"   # per process: two studies started together must not share a temporary file
+    gunzip -c "benchmarks/study-data/$f.$l.gz" > "$tmp" && mv -f "$tmp" "$text/$f.$l"
   done; done
   bash scripts/binarize.sh "$text" work/bench/study-bin de en >&2   # redone only if the text changed
   set -- --bin work/bench/study-bin "$@"
