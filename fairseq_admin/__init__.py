@@ -21,12 +21,18 @@ from .errors import AdminError, check_fairseq_version, install_excepthook  # noq
 install_excepthook()
 check_fairseq_version()
 
-from .checkpoints import allow_fairseq_checkpoint_types, install_config_guard  # noqa: E402
+from .checkpoints import (  # noqa: E402
+    allow_fairseq_checkpoint_types,
+    install_atomic_checkpoint_copy,
+    install_config_guard,
+)
 
 # torch >= 2.6 loads checkpoints weights-only: allow exactly the data types fairseq checkpoints hold
 # (argparse.Namespace, numpy scalars, omegaconf containers); every load stays weights-only.
 allow_fairseq_checkpoint_types()
 # and no checkpoint's config may hold code that fairseq would eval() while building its model
 install_config_guard()
+# and fairseq's copy of a saved checkpoint onto checkpoint_last.pt / _best.pt is atomic (full disk: the old stays)
+install_atomic_checkpoint_copy()
 
 from . import baselines, lr_scheduler, model, radam, stabilizers, task  # noqa: E402,F401  (registration on import)

@@ -160,11 +160,13 @@ def check_config(state, path: str) -> None:
                          "fairseq command")
 
 
+# --- the plugin's only two patches of fairseq internals, both here -------------------------------------
+
 def install_config_guard() -> None:
     """Check every checkpoint fairseq loads (fairseq-generate, -interactive, -validate, -eval-lm, -train's
     resume, the hub's from_pretrained) before any model is built from it.
 
-    The one patch of fairseq internals in this plugin: fairseq has no hook between reading a checkpoint
+    Patch 1 of 2: fairseq has no hook between reading a checkpoint
     and building its model, and every path goes through checkpoint_utils.load_checkpoint_to_cpu
     (looked up on the module at call time), so wrapping that function covers them all. It only adds a
     check; the loaded state is returned unchanged. Idempotent."""
@@ -183,3 +185,33 @@ def install_config_guard() -> None:
 
     load_checkpoint_to_cpu._fairseq_admin_guard = True
     checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu
+
+
+def install_atomic_checkpoint_copy() -> None:
+    """Make fairseq's copies of a saved checkpoint (checkpoint_last.pt, checkpoint_best.pt, written by
+    copying the file it has just saved) atomic: copy to a temporary name beside the target, then rename.
+
+    Patch 2 of 2: fairseq writes the first checkpoint file atomically but copies it onto the others in place
+    (file_io.PathManager.copy), so a full disk during that copy leaves a truncated checkpoint_last.pt
+    and the previous good one is gone. No hook exists for it; the wrapper changes nothing but where the
+    bytes go first, only for local files (remote ioPath handlers are left as they are). Idempotent."""
+    from fairseq.file_io import PathManager
+
+    original = PathManager.copy
+    if getattr(original, "_fairseq_admin_atomic", False):
+        return
+
+    def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+        if not PathManager.supports_rename(dst_path) or (os.path.exists(dst_path) and not overwrite):
+            return original(src_path, dst_path, overwrite=overwrite)
+        tmp = os.path.join(os.path.dirname(dst_path) or ".", f".{os.path.basename(dst_path)}.{os.getpid()}.tmp")
+        try:
+            result = original(src_path, tmp, overwrite=True)
+            os.replace(tmp, dst_path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return dst_path if isinstance(result, str) else (True if result is None else result)
+
+    copy._fairseq_admin_atomic = True
+    PathManager.copy = staticmethod(copy)

@@ -1,9 +1,14 @@
 """Admin's user-facing errors: one clear line naming the problem and the fix, no traceback."""
+import errno
 import sys
 
 
 class AdminError(Exception):
     """A configuration or input problem the user can fix; printed as one line by the CLIs."""
+
+
+#: errno values of a full, read-only or size-limited disk: one line instead of a traceback
+_DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES}
 
 
 def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
@@ -14,6 +19,11 @@ def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
     elif refused_global(exc):  # fairseq's own torch.load met a type outside the allowlist
         sys.stderr.write(f"fairseq-admin: error: a checkpoint was refused: it holds {refused_global(exc)}, which "
                          f"fairseq checkpoints do not contain and whose loading could run code; {TRUST_HINT}\n")
+    elif issubclass(exc_type, OSError) and getattr(exc, "errno", None) in _DISK_ERRORS:
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else " a file"
+        sys.stderr.write(f"fairseq-admin: error: could not write{where}: {exc.strerror or exc}; free space (or make "
+                         "the folder writable) and rerun the same command: what was finished is kept, files are "
+                         "written under a temporary name first\n")
     elif issubclass(exc_type, RuntimeError) and "PytorchStreamReader failed" in str(exc):
         sys.stderr.write("fairseq-admin: error: a checkpoint is truncated or corrupted (torch cannot read it; "
                          "the path is in the last 'loading'/'Preparing to load' log line above): if it is the "
@@ -24,8 +34,8 @@ def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
 
 
 def install_excepthook() -> None:
-    """Make an uncaught AdminError, a checkpoint refused by the weights-only loader, or an unreadable
-    (truncated) checkpoint print one line (fairseq's CLIs do not catch exceptions); every other exception
+    """Make an uncaught AdminError, a checkpoint refused by the weights-only loader, an unreadable
+    (truncated) checkpoint, or a full / read-only disk print one line (fairseq's CLIs do not catch exceptions); every other exception
     keeps Python's usual traceback."""
     if sys.excepthook is not _excepthook:
         sys.excepthook = _excepthook

@@ -2,10 +2,12 @@
 are identical to those of an uninterrupted run (checksums; training: every parameter equal)."""
 import hashlib
 import json
+import shlex
 import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT, run_killed_when as _run_killed_when, train_args, write_sample
@@ -165,3 +167,44 @@ def test_resuming_with_another_depth_or_width_is_one_line(bin_data, tmp_path):
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("fairseq-admin: error: cannot resume from") and named in last, last
+
+
+def test_fairseqs_checkpoint_copy_is_atomic(tmp_path, monkeypatch):
+    # fairseq saves checkpoint_E_U.pt atomically, then copies it onto checkpoint_last.pt: a disk that fills
+    # up during that copy must leave the previous checkpoint_last.pt as it was
+    import errno
+    import shutil
+
+    import fairseq_admin  # noqa: F401  (installs the atomic copy)
+    from fairseq.file_io import PathManager
+
+    src, dst = tmp_path / "checkpoint_1_10.pt", tmp_path / "checkpoint_last.pt"
+    src.write_bytes(b"new" * 1000)
+    dst.write_bytes(b"old state")
+    real = shutil.copyfile
+
+    def full_disk(a, b, *args, **kwargs):
+        with open(b, "wb") as f:
+            f.write(b"ne")  # a partial write, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(b))
+
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    with pytest.raises(OSError):
+        PathManager.copy(str(src), str(dst), overwrite=True)
+    assert dst.read_bytes() == b"old state" and sorted(p.name for p in tmp_path.iterdir()) == [src.name, dst.name]
+    monkeypatch.setattr(shutil, "copyfile", real)
+    assert PathManager.copy(str(src), str(dst), overwrite=True)
+    assert dst.read_bytes() == src.read_bytes()
+
+
+def test_full_disk_during_checkpoint_save_is_one_line(bin_data, tmp_path):
+    # a file-size limit makes every write past 64 KiB fail as a full disk would (EFBIG; Python ignores SIGXFSZ)
+    save = tmp_path / "ck"
+    cmd = " ".join(shlex.quote(str(a)) for a in [sys.executable, "-m", "fairseq_cli.train",
+                                                *train_args(bin_data, str(save), "--cpu", updates=2)])
+    proc = subprocess.run(["bash", "-c", f"ulimit -f 64; exec {cmd}"], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("fairseq-admin: error: could not write") and "free space" in last, proc.stderr[-3000:]
+    assert not (save / "checkpoint_last.pt").exists()
