@@ -5,12 +5,13 @@ task profiles the fresh model on the first training batch (arXiv:2004.08249, sec
 every rank, writes the profile (one writer), and training goes on as usual. The profile happens
 before the trainer builds its optimizer, so fp16 master weights start from the profiled ω.
 """
+import contextlib
 import logging
 import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional
 
 from fairseq import metrics, utils
 from fairseq.tasks import register_task
@@ -19,6 +20,7 @@ from omegaconf import II
 
 from . import distributed
 from .dependency import DependencyMeter
+from .fp16_audit import Fp16Audit
 from .errors import AdminError
 from .model import AdminTransformerModel
 from .profile_file import (
@@ -54,6 +56,12 @@ class TranslationAdminConfig(TranslationConfig):
                 "beta2 = Var(F(r)) / Var(omega*r + F(r)) on that update's batch (beta2_enc_01_attn, ..., "
                 "beta2_enc_mean, beta2_dec_mean in the train log and tensorboard); any fairseq Transformer "
                 "(Admin, DeepNorm, Post-LN, Pre-LN); measured during the step, no extra forward; 0: never"})
+    admin_fp16_audit: bool = field(default=False, metadata={
+        "help": "fp16 audit of this (fp32) run: at every update, whether fairseq's --fp16 would have overflowed "
+                "(parameter or activation gradients times the simulated dynamic loss scale, activations, against "
+                "65504), the fraction of gradients it would flush to zero, and the loss scale that implies "
+                "(fairseq's own scaler with this run's --fp16-* settings); written to fp16_audit.tsv in --save-dir "
+                "and logged as fp16_scale, fp16_overflow, fp16_underflow"})
     # read from the rest of fairseq's configuration, to pick the same first batch as the trainer
     seed: int = II("common.seed")
     cpu: bool = II("common.cpu")
@@ -70,6 +78,15 @@ class TranslationAdminConfig(TranslationConfig):
     continue_once: Optional[str] = II("checkpoint.continue_once")
     finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
     ddp_backend: str = II("distributed_training.ddp_backend")
+    # the dynamic loss scaler the fp16 audit simulates, as fairseq's FP16Optimizer builds it
+    fp16: bool = II("common.fp16")
+    fp16_init_scale: int = II("common.fp16_init_scale")
+    fp16_scale_window: Optional[int] = II("common.fp16_scale_window")
+    fp16_scale_tolerance: float = II("common.fp16_scale_tolerance")
+    threshold_loss_scale: Optional[float] = II("common.threshold_loss_scale")
+    min_loss_scale: float = II("common.min_loss_scale")
+    distributed_world_size: int = II("distributed_training.distributed_world_size")
+    update_freq: List[int] = II("optimization.update_freq")
 
 
 @register_task("translation_admin", dataclass=TranslationAdminConfig)
@@ -117,18 +134,45 @@ class TranslationAdminTask(TranslationTask):
             sys.exit(0)
         return model
 
+    fp16_audit = None  # the Fp16Audit of this run, made at the first training step with --admin-fp16-audit
+
+    def _audit(self):
+        if self.fp16_audit is None:
+            cfg = self.cfg
+            if cfg.fp16:
+                raise AdminError("--admin-fp16-audit simulates fp16 on an fp32 run: drop --fp16 (fairseq's own "
+                                 "loss scale is then in its log)")
+            window = cfg.fp16_scale_window
+            if window is None:  # fairseq's FP16Optimizer default
+                window = int(2 ** 14 / cfg.distributed_world_size / cfg.update_freq[0])
+            path = os.path.join(cfg.save_dir, "fp16_audit.tsv") if distributed.is_master() else None
+            if path is not None:
+                os.makedirs(cfg.save_dir, exist_ok=True)
+            self.fp16_audit = Fp16Audit(path, cfg.fp16_init_scale, window, cfg.fp16_scale_tolerance,
+                                        cfg.threshold_loss_scale, cfg.min_loss_scale)
+        return self.fp16_audit
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         every = self.cfg.admin_log_dependency
-        if every and update_num % every == 0:
-            with DependencyMeter(model) as meter:
+        audit = self._audit() if self.cfg.admin_fp16_audit else None
+        with (audit.wrap(model) if audit is not None else contextlib.nullcontext()):
+            if every and update_num % every == 0:
+                with DependencyMeter(model) as meter:
+                    out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+                meter.log(update_num)
+            else:
                 out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
-            meter.log(update_num)
-        else:
-            out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        if audit is not None:
+            audit.after_backward(model)
         every = self.cfg.admin_log_omega
         if every and update_num % every == 0:
             log_omega_stats(model)
         return out
+
+    def optimizer_step(self, optimizer, model, update_num):
+        super().optimizer_step(optimizer, model, update_num)
+        if self.fp16_audit is not None:
+            self.fp16_audit.end_update(update_num + 1)
 
     def check_restore_file(self) -> None:
         """An explicit --restore-file that does not exist, with a run in --save-dir: fairseq would start
