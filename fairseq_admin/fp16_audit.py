@@ -19,7 +19,8 @@ rounding of weights and activations is not applied, so the trajectory is the one
 imply, exact only up to the first overflow. Gradients are read after each step's backward, as fp16
 accumulates them over --update-freq micro-batches; the scale changes once per update.
 
-Written (rank 0) to ``fp16_audit.tsv`` in --save-dir, one line per update, and logged as
+A resumed run continues the simulation (the scaler's state is saved in fairseq's checkpoints). Written
+(rank 0) to ``fp16_audit.tsv`` in --save-dir, one line per update, and logged as
 ``fp16_scale``, ``fp16_overflow``, ``fp16_underflow`` in fairseq's train log and tensorboard.
 """
 import math
@@ -57,6 +58,29 @@ class Fp16Audit:
         self.max_act, self.max_act_grad = 0.0, 0.0
         self.tiny = {"encoder": 0, "decoder": 0}
         self.nonzero = {"encoder": 0, "decoder": 0}
+
+    # --- resuming: the simulated scaler travels in fairseq's checkpoint (the task's checkpoint dict) ---
+    _STATE = ("loss_scale", "_iter", "_last_overflow_iter", "_last_rescale_iter", "_overflows_since_rescale")
+
+    def state_dict(self) -> Dict[str, float]:
+        state = {k: getattr(self.scaler, k) for k in self._STATE}
+        state["stopped"] = self.stopped
+        return state
+
+    def load_state_dict(self, state: Dict[str, float], update: int) -> None:
+        """Continue the simulation of a resumed run from its checkpoint (update ``update``); rows the
+        interrupted run wrote after that checkpoint are dropped from the file, as fairseq redoes them."""
+        for k in self._STATE:
+            setattr(self.scaler, k, state[k])
+        self.stopped = state.get("stopped")
+        if self.path is not None and os.path.exists(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                lines = f.readlines()
+            kept = lines[:1] + [l for l in lines[1:] if l.split("\t", 1)[0].isdigit() and int(l.split("\t", 1)[0]) <= update]
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(kept)
+            os.replace(tmp, self.path)
 
     # --- one train_step (forward + backward) ----------------------------------------------------
     def wrap(self, model):

@@ -150,7 +150,21 @@ class TranslationAdminTask(TranslationTask):
                 os.makedirs(cfg.save_dir, exist_ok=True)
             self.fp16_audit = Fp16Audit(path, cfg.fp16_init_scale, window, cfg.fp16_scale_tolerance,
                                         cfg.threshold_loss_scale, cfg.min_loss_scale)
+            if self._resumed_audit is not None:
+                self.fp16_audit.load_state_dict(*self._resumed_audit)
         return self.fp16_audit
+
+    _resumed_audit = None
+
+    def get_checkpoint_dict(self):
+        """What fairseq saves for this task in each checkpoint: the fp16 audit's simulated scaler."""
+        if self.fp16_audit is None:
+            return {}
+        return {type(self).__name__: {"fp16_audit": self.fp16_audit.state_dict()}}
+
+    def set_checkpoint_dict(self, state):
+        if state.get("fp16_audit") is not None:
+            self._resumed_audit = (state["fp16_audit"], state["fp16_audit"]["_iter"])
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         every = self.cfg.admin_log_dependency

@@ -30,17 +30,19 @@ def test_overflow_underflow_and_the_scale_trajectory(tmp_path):
     assert abs(float(rows[2]["underflow"]) - 1 / 18) < 1e-6  # 16 + 2 non-zero entries, one flushed
 
 
-def test_audit_of_a_real_fairseq_run(bin_data, tmp_path):
-    save = tmp_path / "ck"
-    proc = run_cli("fairseq_cli.train", *train_args(bin_data, str(save), "--cpu", "--admin-fp16-audit",
-                                                   "--fp16-init-scale", "100000", "--fp16-scale-window", "3",
-                                                   "--log-format", "simple", updates=6))
-    rows = _rows(save / "fp16_audit.tsv")
-    assert [int(r["update"]) for r in rows] == list(range(1, 7))
-    assert float(rows[0]["loss_scale"]) == 100000
+def test_audit_of_a_real_run_and_its_resume(bin_data, tmp_path):
+    flags = ["--cpu", "--admin-fp16-audit", "--fp16-init-scale", "100000", "--fp16-scale-window", "3"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    proc = run_cli("fairseq_cli.train", *train_args(bin_data, str(straight), *flags, "--log-format", "simple", updates=6))
+    rows = _rows(straight / "fp16_audit.tsv")
+    assert [int(r["update"]) for r in rows] == list(range(1, 7)) and float(rows[0]["loss_scale"]) == 100000
     for before, after in zip(rows, rows[1:]):  # each overflow halves the scale for the next update
         if before["overflow"] == "1":
-            assert float(after["loss_scale"]) == float(before["loss_scale"]) / 2
-            assert before["cause"] != "-"
+            assert float(after["loss_scale"]) == float(before["loss_scale"]) / 2 and before["cause"] != "-"
     assert any(r["overflow"] == "1" for r in rows)  # at 1e5 the embeddings' summed-loss gradient overflows
     assert "fp16_scale=" in proc.stdout + proc.stderr
+    run_cli("fairseq_cli.train", *train_args(bin_data, str(split), *flags, updates=3))
+    with open(split / "fp16_audit.tsv", "a", encoding="utf-8") as f:
+        f.write("4\tstale row of an interrupted run\n")  # written after the last checkpoint: dropped on resume
+    run_cli("fairseq_cli.train", *train_args(bin_data, str(split), *flags, updates=6))
+    assert (split / "fp16_audit.tsv").read_text() == (straight / "fp16_audit.tsv").read_text()
