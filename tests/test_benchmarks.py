@@ -72,3 +72,14 @@ def test_study_long_quick_resumes_from_a_committed_state(bin_data, tmp_path):
     again = _bash(*study[1:], "--out", cut, STUDY_STASH_ROOT=tmp_path / "elsewhere")
     assert "resuming from the committed state" in again, again
     assert sorted(dict(parse(str(log))["valid"]).items()) == parse(str(through / "2x2-admin-seed1.log"))["valid"]
+
+
+def test_fp16_audit_quick(bin_data, tmp_path):
+    proc = subprocess.run([sys.executable, "benchmarks/fp16_audit.py", "--quick", "--only", "admin", "--bin",
+                           str(bin_data), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PATH=os.path.dirname(
+                              sys.executable) + os.pathsep + os.environ["PATH"]))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "| admin | 6 |" in out and (tmp_path / "o" / "loss_scale.png").exists()
+    assert (tmp_path / "o" / "admin.fp16_audit.tsv").read_text().count("\n") == 7  # header + 6 updates
