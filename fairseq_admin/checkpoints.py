@@ -82,9 +82,20 @@ def load_checkpoint(path: str, trust: bool = False):
                              f"and whose loading could run code; {TRUST_HINT}")
         raise AdminError(f"{path} is not a readable checkpoint: it is truncated or not a torch file; use "
                          "another one (e.g. --restore-file checkpoint_best.pt)")
-    except (RuntimeError, EOFError, OSError):
-        raise AdminError(f"{path} is not a readable checkpoint: it is truncated or not a torch file; use "
-                         "another one (e.g. --restore-file checkpoint_best.pt)")
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError):  # KeyError: a text file's bytes as opcodes
+        raise AdminError(unreadable_message(path))
+
+
+def unreadable_message(path: str) -> str:
+    """The one line for a file that torch cannot read as a checkpoint."""
+    try:
+        empty = os.path.getsize(path) == 0
+    except OSError:
+        empty = False
+    what = "it is empty" if empty else "it is truncated or corrupted, or not a torch file"
+    return (f"{path} is not a readable checkpoint: {what}; if it is the checkpoint_last.pt of an interrupted "
+            "run, delete it or resume from another one with --restore-file checkpoint_best.pt (or a checkpointN.pt); "
+            "else give a .pt file that fairseq-train or fairseq-admin average wrote")
 
 
 # --- config strings that fairseq evaluates ------------------------------------------------------------
@@ -178,7 +189,16 @@ def install_config_guard() -> None:
 
     @functools.wraps(original)
     def load_checkpoint_to_cpu(path, *args, **kwargs):
-        state = original(path, *args, **kwargs)
+        try:
+            state = original(path, *args, **kwargs)
+        except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError) as exc:
+            # an empty, truncated or text file: one line (a refused unsafe type keeps its own message)
+            if refused_global(exc) or not os.path.isfile(path):
+                raise
+            if isinstance(exc, RuntimeError) and "PytorchStreamReader" not in str(exc) \
+                    and "zip archive" not in str(exc):
+                raise
+            raise AdminError(unreadable_message(path)) from None
         if os.environ.get(TRUST_ENV) != "1":
             check_config(state, path)
         return state

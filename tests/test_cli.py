@@ -114,7 +114,8 @@ def test_truncated_checkpoint_is_one_line_with_the_way_out(trained, bin_data, tm
     (work / "checkpoint_last.pt").write_bytes(data[: len(data) // 2])  # killed while copying, say
     proc = run_cli("fairseq_cli.train", *train_args(bin_data, work, updates=14), check=False)
     line = _error_line(proc)
-    assert "checkpoint is truncated or corrupted" in line and "--restore-file checkpoint_best.pt" in line
+    assert "checkpoint_last.pt is not a readable checkpoint: it is truncated or corrupted" in line
+    assert "--restore-file checkpoint_best.pt" in line
 
 
 def test_two_step_flow_equals_one_command(trained, bin_data, tmp_path):

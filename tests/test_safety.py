@@ -167,3 +167,17 @@ def test_code_in_a_checkpoint_config_is_refused_before_the_model_is_built(bin_da
     proc = run_cli("fairseq_cli.generate", *common, "--user-dir", USER_DIR, check=False,
                    env={"FAIRSEQ_ADMIN_TRUST_CHECKPOINT": "1"})
     assert marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint\n"])
+def test_empty_or_text_file_as_checkpoint_is_one_line(bin_data, tmp_path, content):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    for module, extra, stdin in (("fairseq_cli.generate", [], None), ("fairseq_cli.interactive", [], "hallo\n")):
+        proc = subprocess.run([sys.executable, "-m", module, bin_data, "--user-dir", USER_DIR, "--path", str(path),
+                               "--cpu", *extra], input=stdin, capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert f"{path} is not a readable checkpoint: it is {'empty' if not content else 'truncated'}" in last, last
+    proc = run_cli("fairseq_admin.tools.cli", "fold", path, tmp_path / "out.pt", check=False)
+    assert proc.returncode != 0 and "is not a readable checkpoint" in proc.stderr and "Traceback" not in proc.stderr
