@@ -87,3 +87,14 @@ def test_average_refuses_fewer_or_negative(tmp_path):
     assert len(last_epoch_checkpoints(str(tmp_path / "ck"), 10, allow_fewer=True)) == 3
     with pytest.raises(AdminError, match="--last must be at least 1"):
         last_epoch_checkpoints(str(tmp_path / "ck"), -2)
+
+
+def test_average_refuses_checkpoints_of_another_width(tmp_path):
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    torch.save({"model": {"w": torch.zeros(2, 4)}}, folder / "checkpoint1.pt")
+    torch.save({"model": {"w": torch.zeros(2, 8)}}, folder / "checkpoint2.pt")
+    with pytest.raises(AdminError, match=r"checkpoint2.pt is not the same model as .*checkpoint1.pt: its w has "
+                                         r"shape \(2, 8\), not \(2, 4\)"):
+        average_checkpoints([str(folder / "checkpoint1.pt"), str(folder / "checkpoint2.pt")], str(tmp_path / "a.pt"))
+    assert not (tmp_path / "a.pt").exists()

@@ -71,6 +71,10 @@ def average_checkpoints(paths: List[str], output: str, trust: bool = False) -> N
         if total and set(model) != set(total):
             raise AdminError(f"{path} has other parameters than {paths[0]}: not the same model")
         for k, v in model.items():
+            if k in total and tuple(total[k].shape) != tuple(v.shape):
+                raise AdminError(f"{path} is not the same model as {paths[0]}: its {k} has shape {tuple(v.shape)}, "
+                                 f"not {tuple(total[k].shape)} (another width or vocabulary); average checkpoints "
+                                 "of one run")
             if not v.is_floating_point():
                 total.setdefault(k, v)
                 continue
