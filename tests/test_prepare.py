@@ -205,3 +205,19 @@ def test_an_empty_train_split_or_one_that_cleaning_empties_is_one_line(tmp_path)
 def test_output_change_bad_input_is_one_line(args, named):
     proc = run_cli("fairseq_admin.tools.cli", "output-change", *args, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and named in proc.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["de", "en", "--lowercase"], "missing /nonexistent/train.de"),  # merges optional: the option reaches prepare
+    (["de", "en", "0"], "BPE_MERGES must be a positive number, not '0'"),
+    (["de"], "usage: scripts/prepare_custom.sh RAW_DIR OUT SRC TGT"),
+])
+def test_prepare_custom_arguments(tmp_path, args, expected):
+    import subprocess
+
+    from conftest import ROOT
+    proc = subprocess.run(["bash", "scripts/prepare_custom.sh", "/nonexistent", str(tmp_path / "out"), *args],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if "error:" in l]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
