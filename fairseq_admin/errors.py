@@ -1,5 +1,6 @@
 """Admin's user-facing errors: one clear line naming the problem and the fix, no traceback."""
 import errno
+import os
 import sys
 
 
@@ -9,6 +10,10 @@ class AdminError(Exception):
 
 #: errno values of a full, read-only or size-limited disk: one line instead of a traceback
 _DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES}
+
+
+def _dangling_link(path) -> bool:
+    return isinstance(path, str) and os.path.islink(path) and not os.path.exists(path)
 
 
 def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
@@ -24,6 +29,10 @@ def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
         sys.stderr.write(f"fairseq-admin: error: could not write{where}: {exc.strerror or exc}; free space (or make "
                          "the folder writable) and rerun the same command: what was finished is kept, files are "
                          "written under a temporary name first\n")
+    elif issubclass(exc_type, FileExistsError) and _dangling_link(getattr(exc, "filename", None)):
+        link = exc.filename
+        sys.stderr.write(f"fairseq-admin: error: {link} is a symbolic link to {os.readlink(link)}, which does not "
+                         "exist: create that folder, or remove the link (or give another --save-dir)\n")
     elif issubclass(exc_type, RuntimeError) and "PytorchStreamReader failed" in str(exc):
         sys.stderr.write("fairseq-admin: error: a checkpoint is truncated or corrupted (torch cannot read it; "
                          "the path is in the last 'loading'/'Preparing to load' log line above): if it is the "
@@ -35,7 +44,7 @@ def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
 
 def install_excepthook() -> None:
     """Make an uncaught AdminError, a checkpoint refused by the weights-only loader, an unreadable
-    (truncated) checkpoint, or a full / read-only disk print one line (fairseq's CLIs do not catch exceptions); every other exception
+    (truncated) checkpoint, a full / read-only disk, or a dangling symbolic link as a folder print one line (fairseq's CLIs do not catch exceptions); every other exception
     keeps Python's usual traceback."""
     if sys.excepthook is not _excepthook:
         sys.excepthook = _excepthook

@@ -208,3 +208,14 @@ def test_full_disk_during_checkpoint_save_is_one_line(bin_data, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("fairseq-admin: error: could not write") and "free space" in last, proc.stderr[-3000:]
     assert not (save / "checkpoint_last.pt").exists()
+
+
+def test_dangling_symlink_as_save_dir_is_one_line(bin_data, tmp_path):
+    link = tmp_path / "save"
+    link.symlink_to(tmp_path / "nowhere")
+    proc = subprocess.run([sys.executable, "-m", "fairseq_cli.train", *train_args(bin_data, str(link), "--cpu", updates=1)],
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"fairseq-admin: error: {link} is a symbolic link to {tmp_path / 'nowhere'}, which does not exist: "
+        "create that folder, or remove the link (or give another --save-dir)")
