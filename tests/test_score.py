@@ -45,7 +45,12 @@ def test_missing_sentences_are_reported_loudly(tmp_path):
     out = score(path, str(raw))
     assert out["COVERAGE WARNING"].startswith("only 2 of 3 sentences translated (missing ids 1)")
     complete = score(_generate_output(tmp_path / "h.txt", REFS), str(raw))
-    assert "COVERAGE WARNING" not in complete
+    assert "COVERAGE WARNING" not in complete and "COVERAGE NOTE" not in complete
+    # the last sentence missing, no reference to count against: said, not silently scored
+    last_missing = score(_generate_output(tmp_path / "l.txt", REFS, ids=[0, 1]))
+    assert "COVERAGE WARNING" not in last_missing
+    assert last_missing["COVERAGE NOTE"].startswith("2 sentences translated; without --raw-ref the test set's size "
+                                                    "is unknown")
 
 
 def test_compound_split_is_fairseqs():

@@ -78,6 +78,10 @@ def score(generate_out: str, raw_refs: Optional[str] = None, target_lang: str = 
                                    f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}): "
                                    "these scores are not over the whole test set; fairseq-generate drops the last "
                                    "batch unless given --required-batch-size-multiple 1 (fairseq issue 5036)")
+    if raw is None:  # the ids' gaps are visible, sentences missing at the end are not
+        out["COVERAGE NOTE"] = (f"{len(ids)} sentences translated; without --raw-ref the test set's size is unknown, "
+                                "so sentences missing at its end (fairseq-generate drops a last batch unless given "
+                                "--required-batch-size-multiple 1) cannot be detected: pass --raw-ref to check")
     if raw is not None:
         if ids[-1] >= len(raw):
             raise AdminError(f"{raw_refs} has {len(raw)} lines but {generate_out} translates line "
