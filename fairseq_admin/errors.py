@@ -33,6 +33,9 @@ def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
         link = exc.filename
         sys.stderr.write(f"fairseq-admin: error: {link} is a symbolic link to {os.readlink(link)}, which does not "
                          "exist: create that folder, or remove the link (or give another --save-dir)\n")
+    elif exc_type is Exception and "is invalid" in str(exc) and "--skip-invalid-size-inputs-valid-test" in str(exc):
+        # fairseq's own message for a valid/test sentence longer than the model's positions: already the fix
+        sys.stderr.write(f"fairseq-admin: error: {exc} (or shorten that sentence in the raw data)\n")
     elif issubclass(exc_type, RuntimeError) and "PytorchStreamReader failed" in str(exc):
         sys.stderr.write("fairseq-admin: error: a checkpoint is truncated or corrupted (torch cannot read it; "
                          "the path is in the last 'loading'/'Preparing to load' log line above): if it is the "

@@ -221,3 +221,22 @@ def test_prepare_custom_arguments(tmp_path, args, expected):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = [l for l in proc.stderr.splitlines() if "error:" in l]
     assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
+
+
+def test_long_valid_or_test_lines_are_kept_and_named(tmp_path, caplog):
+    from fairseq_admin.tools.prepare import warn_long_lines
+    path = tmp_path / "valid.de"
+    path.write_text("kurz\n" + " ".join(["wort"] * 1100) + "\nauch kurz\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        assert warn_long_lines(str(path)) == [2]
+    assert "1 line(s) longer than fairseq's 1024 positions (line 2); they are kept" in caplog.text
+    assert "--skip-invalid-size-inputs-valid-test" in caplog.text
+
+
+def test_fairseqs_invalid_size_error_is_one_line(capsys):
+    from fairseq_admin.errors import _excepthook
+    exc = Exception("Size of sample #7 is invalid (=(1101, 5)) since max_positions=(1024, 1024), skip this "
+                    "example with --skip-invalid-size-inputs-valid-test")
+    _excepthook(Exception, exc, None)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fairseq-admin: error: Size of sample #7 is invalid")

@@ -179,7 +179,27 @@ def prepare_corpus(raw: str, out: str, src: str, tgt: str, settings: Optional[Pr
             with StampedStep([dst], [codes, text], {"step": "apply_bpe"}) as step:
                 if step.needed:
                     apply_bpe_file(codes, text, dst)
+    for split in ("valid", "test"):  # kept whole (the reference cleans train only), but say what fairseq will do
+        for lang in (src, tgt):
+            warn_long_lines(os.path.join(bpe, f"{split}.{lang}"))
     logger.info(f"prepared {out}/bpe/{{train,valid,test}}.{{{src},{tgt}}}")
+
+
+#: fairseq's default --max-source-positions / --max-target-positions (a sentence gets one more: </s>)
+FAIRSEQ_MAX_POSITIONS = 1024
+
+
+def warn_long_lines(path: str, limit: int = FAIRSEQ_MAX_POSITIONS) -> List[int]:
+    """Line numbers (1-based) of ``path`` with more BPE tokens than fairseq's default positions allow,
+    with one warning: fairseq-train would stop at validation on them, fairseq-generate too."""
+    long = [i for i, line in enumerate(read_lines(path), start=1) if len(line.split()) + 1 > limit]
+    if long:
+        logger.warning(f"{path}: {len(long)} line(s) longer than fairseq's {limit} positions (line "
+                       f"{', '.join(map(str, long[:5]))}{' ...' if len(long) > 5 else ''}); they are kept, as the "
+                       "reference keeps valid and test whole, but fairseq-train and fairseq-generate stop on them: "
+                       "shorten or remove them in the raw files, or pass --skip-invalid-size-inputs-valid-test "
+                       "(the scores then cover fewer sentences)")
+    return long
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
