@@ -46,11 +46,12 @@ dsinit (``dsinit_transformer``): Zhang et al., "Improving Deep Transformer with 
 Each method's options that would contradict it are refused in one line (Pre-LN flags for all of them,
 a LayerNorm on the embeddings for the two without LayerNorm).
 """
+import dataclasses
 import math
 from typing import List
 
 import torch
-from fairseq.dataclass import ChoiceEnum
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models.transformer import (
     TransformerConfig,
@@ -62,7 +63,6 @@ from fairseq.models.transformer import (
     transformer_vaswani_wmt_en_de_big,
     transformer_wmt_en_de,
 )
-from fairseq.dataclass import FairseqDataclass
 from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
 from torch import nn
 
@@ -71,8 +71,6 @@ from .errors import AdminError
 from .layers import _FAST_PATH_FLAGS, _wrap
 from .model import register_architectures
 from .weight_init import apply_reference_init
-
-import dataclasses
 
 #: the methods, in the order of the README's table
 METHODS = ("b2t", "rezero", "rezero_postln", "tfixup", "dsinit")
@@ -351,5 +349,5 @@ for _method in METHODS:
         "__doc__": f"{DESCRIPTIONS[_method]}: see fairseq_admin.stabilizers", "method": _method,
         "arch_name": f"{_method}_transformer"})
     _archs = _architectures(_method)
-    register_architectures(_base, _archs, admin=[_f for _f in _method_fields(_method)] or [])
+    register_architectures(_base, _archs, admin=_method_fields(_method))
     ARCHITECTURES.update({name: _method for name in _archs})
