@@ -691,6 +691,8 @@ def main(argv=None):
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             for message in pool.map(lambda r: do_run(args, *r), runs):
                 print(f"| {message}", flush=True)
+    if args.stabilizers and not args.quick:
+        runs = RUNS  # they are part of the study: its one table and plots, with every run that has a log
     (summarize_long if args.long else summarize)(args, runs)
 
 
