@@ -53,7 +53,7 @@ if [ ! -f "$_stamp" ]; then
   else
     echo "| fairseq: keeping the installed fairseq ${_fairseq#keep }" >&2
   fi
-  "$_venv/bin/pip" install -q "${_c[@]}" sacrebleu sacremoses subword-nmt matplotlib tensorboardX pytest
+  "$_venv/bin/pip" install -q "${_c[@]}" sacrebleu sacremoses subword-nmt matplotlib tensorboardX pytest pytest-xdist
   "$_venv/bin/pip" install -q --no-build-isolation --no-deps -e "$_root"
   [ -z "${_c[*]}" ] || cp "$_cons" "$_venv/.fairseq-admin-constraints.txt"  # what this environment was pinned to
   touch "$_stamp"

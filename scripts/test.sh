@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
 set -euo pipefail
-exec python -m pytest -q --durations=30 tests "$@"
+# tests run in parallel, one worker per core (pytest-xdist; a file's tests stay on one worker, so its fixtures are
+# built once); TEST_WORKERS=N sets the number, TEST_WORKERS=0 runs them in this process
+exec python -m pytest -q --durations=30 -n "${TEST_WORKERS:-auto}" --dist loadfile tests "$@"

@@ -96,7 +96,8 @@ def test_the_setup_installs_under_the_constraints():
 
     pins = _pins(os.path.join(ROOT, "constraints.txt"))
     for wanted in ("torch", "fairseq-fixed", "numpy", "cython", "sacrebleu", "sacremoses", "subword-nmt",
-                   "hydra-core", "omegaconf", "matplotlib", "tensorboardx", "pytest", "pip", "setuptools", "wheel"):
+                   "hydra-core", "omegaconf", "matplotlib", "tensorboardx", "pytest", "pytest-xdist", "pip", "setuptools",
+                   "wheel"):
         assert wanted in pins, wanted
     relaxed = os.environ.get("FAIRSEQ_ADMIN_CONSTRAINTS") == "none" or sys.version_info < (3, 11)
     used = os.path.join(sys.prefix, ".fairseq-admin-constraints.txt")
