@@ -24,6 +24,10 @@ def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
     elif refused_global(exc):  # fairseq's own torch.load met a type outside the allowlist
         sys.stderr.write(f"fairseq-admin: error: a checkpoint was refused: it holds {refused_global(exc)}, which "
                          f"fairseq checkpoints do not contain and whose loading could run code; {TRUST_HINT}\n")
+    elif issubclass(exc_type, OSError) and getattr(exc, "errno", None) == errno.EACCES:
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else " a file"
+        sys.stderr.write(f"fairseq-admin: error: no permission for{where}: {exc.strerror or exc}; make it readable "
+                         "(and its folder writable) and rerun the same command: what was finished is kept\n")
     elif issubclass(exc_type, OSError) and getattr(exc, "errno", None) in _DISK_ERRORS:
         where = f" {exc.filename}" if getattr(exc, "filename", None) else " a file"
         sys.stderr.write(f"fairseq-admin: error: could not write{where}: {exc.strerror or exc}; free space (or make "

@@ -219,3 +219,16 @@ def test_dangling_symlink_as_save_dir_is_one_line(bin_data, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         f"fairseq-admin: error: {link} is a symbolic link to {tmp_path / 'nowhere'}, which does not exist: "
         "create that folder, or remove the link (or give another --save-dir)")
+
+
+def test_disk_and_permission_errors_are_one_line(capsys):
+    # as root no permission is ever refused here, and no disk fills up on demand: the hook itself, per errno
+    import errno
+
+    from fairseq_admin.errors import _excepthook
+    for code, expected in ((errno.EACCES, "no permission for /d/f: Permission denied; make it readable"),
+                           (errno.EROFS, "could not write /d/f: Read-only file system; free space (or make"),
+                           (errno.ENOSPC, "could not write /d/f: No space left on device; free space")):
+        _excepthook(OSError, OSError(code, os.strerror(code), "/d/f"), None)
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"fairseq-admin: error: {expected}"), err
