@@ -42,38 +42,27 @@ def build(bin_dir, method, layers, seed, quick):
 
 
 def measure(bin_dir, method, layers, seed, quick):
-    import torch
     from fairseq import utils
 
     from fairseq_admin.dependency import DependencyMeter, metric_name
+    from fairseq_admin.hooks import ResidualObserver, transformer_layers
     from fairseq_admin.omega import sublayer_names
 
     task, model, criterion = build(bin_dir, method, layers, seed, quick)
     sample = task.first_training_batch(model)
     outputs = {"encoder": [], "decoder": []}
 
-    def capture(stack, layer):
-        inner = layer.residual_connection
-
-        def residual_connection(x, residual):
-            out = inner(x, residual)
-            if out.requires_grad:
-                out.retain_grad()
-            outputs[stack].append(out)
-            return out
-        return residual_connection
+    def capture(stack, layer, x, residual, out):
+        if out.requires_grad:
+            out.retain_grad()
+        outputs[stack].append(out)
 
     model.train()
-    with DependencyMeter(model) as meter:
-        for stack in outputs:  # on top of the meter's wrapper: both see the same tensors
-            for layer in getattr(model, stack).layers:
-                layer.residual_connection = capture(stack, layer)
+    observed = [(stack, layer) for stack in outputs for layer in transformer_layers(model, stack)]
+    with DependencyMeter(model) as meter, ResidualObserver(observed, capture):  # both see the same tensors
         with utils.set_torch_seed(seed):
             loss, _, _ = criterion(model, sample)
             loss.backward()
-    for stack in outputs:
-        for layer in getattr(model, stack).layers:
-            layer.__dict__.pop("residual_connection", None)
     beta = meter.results()
     rows = []
     grads = {stack: [o.grad.double().norm().item() for o in outs] for stack, outs in outputs.items()}

@@ -10,9 +10,10 @@ the same formula gives Var(F(LN(x))) / Var(x + F(LN(x))). β² near 1: the outpu
 shortcut.
 
 Every fairseq Transformer layer (fairseq's own and the Admin layers) adds shortcut and branch through
-its public ``residual_connection(x, residual)`` hook, in forward order. ``DependencyMeter`` wraps that
-hook on each layer instance for one step (an instance attribute, removed afterwards; the class and
-other models are untouched), reads the two tensors it already receives, and adds no forward pass.
+its public ``residual_connection(x, residual)`` hook, in forward order. ``DependencyMeter`` observes
+that hook on each layer instance for one step (hooks.ResidualObserver: an instance attribute, removed
+afterwards; the class and other models are untouched), reads the two tensors it already receives, and
+adds no forward pass.
 Variances are population variances over all T x B x C elements, padding included, as the profiler
 measures them by default; computed in float32 (fp16 activations are upcast) and read back once per step
 (no device synchronisation per sublayer).
@@ -21,18 +22,11 @@ from typing import Dict, List, Tuple
 
 import torch
 from fairseq import metrics
-from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
 
+from .hooks import ResidualObserver, transformer_layers
 from .omega import sublayer_names
 
 _KINDS = {"self_attn": "attn", "encoder_attn": "cross", "ffn": "ffn"}
-
-
-def _layers(model, stack: str) -> List[torch.nn.Module]:
-    while hasattr(model, "module") and not hasattr(model, stack):
-        model = model.module  # distributed wrappers
-    layer_type = TransformerEncoderLayerBase if stack == "encoder" else TransformerDecoderLayerBase
-    return [m for m in getattr(model, stack).modules() if isinstance(m, layer_type)]
 
 
 def metric_name(stack: str, layer: int, kind: str) -> str:
@@ -45,39 +39,29 @@ class DependencyMeter:
 
     def __init__(self, model):
         self.model = model
-        self.layers = {stack: _layers(model, stack) for stack in ("encoder", "decoder")}
+        self.layers = {stack: transformer_layers(model, stack) for stack in ("encoder", "decoder")}
         # per layer: (Var(F), Var(sum)) of its sublayers in call order as 0-dim tensors, first forward only
         # (activation checkpointing may run a layer again during backward)
         self.values: Dict[Tuple[str, int], List[Tuple[torch.Tensor, torch.Tensor]]] = {}
 
-    def _wrap(self, stack: str, index: int, layer):
-        original = layer.residual_connection  # the bound method of the layer's class
-        seen = self.values.setdefault((stack, index), [])
-        expected = 2 if stack == "encoder" else (3 if getattr(layer, "encoder_attn", None) is not None else 2)
+    def _expected(self, stack: str, layer) -> int:
+        return 2 if stack == "encoder" else (3 if getattr(layer, "encoder_attn", None) is not None else 2)
 
-        branch_of = getattr(layer, "dependency_branch", None)  # ReZero adds α·F, not F
-
-        def residual_connection(x, residual):
-            out = original(x, residual)
-            if len(seen) < expected:
-                with torch.no_grad():
-                    branch = (branch_of(x) if branch_of is not None else x).detach().float()
-                    seen.append((branch.var(unbiased=False), out.detach().float().var(unbiased=False)))
-            return out
-
-        return residual_connection
+    def _observe(self, key, layer, x, residual, out) -> None:
+        seen = self.values.setdefault(key, [])
+        if len(seen) < self._expected(key[0], layer):
+            branch_of = getattr(layer, "dependency_branch", None)  # ReZero adds α·F, not F
+            with torch.no_grad():
+                branch = (branch_of(x) if branch_of is not None else x).detach().float()
+                seen.append((branch.var(unbiased=False), out.detach().float().var(unbiased=False)))
 
     def __enter__(self):
-        for stack, layers in self.layers.items():
-            for i, layer in enumerate(layers):
-                layer.residual_connection = self._wrap(stack, i, layer)
+        pairs = [((stack, i), layer) for stack, layers in self.layers.items() for i, layer in enumerate(layers)]
+        self._observer = ResidualObserver(pairs, self._observe).__enter__()
         return self
 
     def __exit__(self, *exc):
-        for layers in self.layers.values():
-            for layer in layers:
-                layer.__dict__.pop("residual_connection", None)
-        return False
+        return self._observer.__exit__(*exc)
 
     def results(self) -> Dict[str, float]:
         """{metric name: β²} per sublayer, plus beta2_enc_mean / beta2_dec_mean (the stacks' means)."""

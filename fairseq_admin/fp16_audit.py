@@ -31,7 +31,7 @@ import torch
 from fairseq import metrics
 from fairseq.optim.dynamic_loss_scaler import DynamicLossScaler
 
-from .dependency import _layers
+from .hooks import ResidualObserver, transformer_layers
 
 FP16_MAX = 65504.0
 FP16_MIN_SUBNORMAL = 2.0 ** -24
@@ -85,31 +85,14 @@ class Fp16Audit:
     # --- one train_step (forward + backward) ----------------------------------------------------
     def wrap(self, model):
         """Context manager: record each residual sublayer's output and its gradient during the step."""
-        audit = self
+        layers = [(None, layer) for stack in ("encoder", "decoder") for layer in transformer_layers(model, stack)]
+        return ResidualObserver(layers, self._observe)
 
-        class _Wrapped:
-            def __enter__(self):
-                self.layers = [layer for stack in ("encoder", "decoder") for layer in _layers(model, stack)]
-                for layer in self.layers:
-                    original = layer.residual_connection
-
-                    def residual_connection(x, residual, _original=original):
-                        out = _original(x, residual)
-                        with torch.no_grad():
-                            audit.max_act = max(audit.max_act, float(out.detach().abs().max()))
-                        if out.requires_grad:
-                            out.register_hook(audit._record_act_grad)
-                        return out
-
-                    layer.residual_connection = residual_connection
-                return audit
-
-            def __exit__(self, *exc):
-                for layer in self.layers:
-                    layer.__dict__.pop("residual_connection", None)
-                return False
-
-        return _Wrapped()
+    def _observe(self, key, layer, x, residual, out) -> None:
+        with torch.no_grad():
+            self.max_act = max(self.max_act, float(out.detach().abs().max()))
+        if out.requires_grad:
+            out.register_hook(self._record_act_grad)
 
     def _record_act_grad(self, grad):
         self.max_act_grad = max(self.max_act_grad, float(grad.detach().abs().max()))

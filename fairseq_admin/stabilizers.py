@@ -48,8 +48,6 @@ a LayerNorm on the embeddings for the two without LayerNorm).
 """
 import dataclasses
 import math
-from typing import List
-
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.dataclass.utils import gen_parser_from_dataclass
@@ -68,6 +66,7 @@ from torch import nn
 
 from .config import to_namespace
 from .errors import AdminError
+from .hooks import transformer_layers
 from .layers import _FAST_PATH_FLAGS, _wrap
 from .model import register_architectures
 from .weight_init import apply_reference_init
@@ -175,10 +174,6 @@ class StabilizedTransformerDecoder(TransformerDecoderBase):
         return _wrap(StabilizedDecoderLayer(cfg, self.method, no_encoder_attn), cfg)
 
 
-def _layers(stack: nn.Module) -> List[nn.Module]:
-    return [m for m in stack.modules() if isinstance(m, _StabilizedLayerMixin)]
-
-
 def check_options(method: str, arch: str, args) -> None:
     """One line for an option that contradicts the method."""
     if getattr(args, "encoder_normalize_before", False) or getattr(args, "decoder_normalize_before", False):
@@ -202,7 +197,7 @@ def _uniform_(weight: torch.Tensor, bound: float) -> None:
 @torch.no_grad()
 def b2t_rescale_(stack: nn.Module, depth: int) -> None:
     """rescaling_init: every layer weight (not LayerNorm's, not a bias) × depth^-1/2."""
-    for layer in _layers(stack):
+    for layer in transformer_layers(stack):
         for name, p in layer.named_parameters():
             if "weight" in name and "layer_norm" not in name:
                 p.mul_(depth ** -0.5)
@@ -212,18 +207,18 @@ def b2t_rescale_(stack: nn.Module, depth: int) -> None:
 def tfixup_init_(model, encoder_layers: int, decoder_layers: int) -> None:
     """T-Fixup's initialisation (see the module docstring)."""
     for stack in (model.encoder, model.decoder):
-        for layer in _layers(stack):
+        for layer in transformer_layers(stack):
             for linear in (layer.fc1, layer.fc2):  # fairseq 0.9's Linear(): xavier-uniform, zero bias
                 nn.init.xavier_uniform_(linear.weight)
                 if linear.bias is not None:
                     linear.bias.zero_()
     enc = 0.67 * encoder_layers ** -0.25
-    for layer in _layers(model.encoder):
+    for layer in transformer_layers(model.encoder):
         for p in (layer.fc1.weight, layer.fc2.weight, layer.self_attn.out_proj.weight):
             p.mul_(enc)
         layer.self_attn.v_proj.weight.mul_(enc * math.sqrt(2))
     dec = (9 * decoder_layers) ** -0.25
-    for layer in _layers(model.decoder):
+    for layer in transformer_layers(model.decoder):
         attns = [layer.self_attn] + ([layer.encoder_attn] if layer.encoder_attn is not None else [])
         for p in [layer.fc1.weight, layer.fc2.weight] + [a.out_proj.weight for a in attns]:
             p.mul_(dec)
@@ -243,7 +238,7 @@ def dsinit_bound(fan_in: int, fan_out: int, layer: int, scaling: str = "code") -
 @torch.no_grad()
 def dsinit_init_(stack: nn.Module, scaling: str) -> None:
     """DS-Init's initialisation of one stack (see the module docstring)."""
-    for index, layer in enumerate(_layers(stack), start=1):
+    for index, layer in enumerate(transformer_layers(stack), start=1):
         attn = layer.self_attn
         d = attn.q_proj.weight.shape[1]
         for proj in (attn.q_proj, attn.k_proj, attn.v_proj):  # one fused d x 3d matrix in the code
@@ -262,7 +257,7 @@ def dsinit_init_(stack: nn.Module, scaling: str) -> None:
 
 def initialize_method(model, method: str, args) -> None:
     """The method's initialisation of a freshly built model."""
-    n, m = len(_layers(model.encoder)), len(_layers(model.decoder))
+    n, m = len(transformer_layers(model.encoder)), len(transformer_layers(model.decoder))
     if method in ("rezero", "rezero_postln"):
         apply_reference_init(model)  # α is 0 from construction
     elif method == "b2t":

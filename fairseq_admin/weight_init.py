@@ -21,6 +21,8 @@ import math
 import torch
 from torch import nn
 
+from .hooks import transformer_layers
+
 #: choices of --weight-init
 WEIGHT_INITS = ("reference", "fairseq")
 DEFAULT_WEIGHT_INIT = "reference"
@@ -31,13 +33,8 @@ def _attention_modules(model: nn.Module):
     return [m for m in model.modules() if isinstance(m, MultiheadAttention)]
 
 
-def _transformer_layers(module: nn.Module):
-    from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
-    return [m for m in module.modules() if isinstance(m, (TransformerEncoderLayerBase, TransformerDecoderLayerBase))]
-
-
 def _ffn_linears(model: nn.Module):
-    return [linear for layer in _transformer_layers(model) for linear in (layer.fc1, layer.fc2)]
+    return [linear for layer in transformer_layers(model) for linear in (layer.fc1, layer.fc2)]
 
 
 @torch.no_grad()
@@ -76,7 +73,7 @@ def apply_deepnorm_init(stack: nn.Module, beta: float, weight_init: str) -> None
     reference: exactly DeepNet's, xavier-normal with gain β on fc1, fc2, v_proj and out_proj and gain
     1 on q_proj and k_proj, zero biases. fairseq: fairseq 0.12's weights with those four multiplied by β.
     """
-    for layer in _transformer_layers(stack):
+    for layer in transformer_layers(stack):
         attns = [layer.self_attn] + ([layer.encoder_attn] if getattr(layer, "encoder_attn", None) is not None else [])
         scaled = [layer.fc1, layer.fc2] + [p for a in attns for p in (a.v_proj, a.out_proj)]
         unscaled = [p for a in attns for p in (a.q_proj, a.k_proj)]

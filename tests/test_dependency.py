@@ -6,6 +6,7 @@ import torch
 
 from conftest import build, run_cli, train_args
 from fairseq_admin.dependency import DependencyMeter
+from fairseq_admin.hooks import ResidualObserver, transformer_layers
 
 
 def _batch(task, n=6):
@@ -116,6 +117,27 @@ def test_beta2_only_read_in_training_mode_changes_nothing(bin_data):
             measured = model(**sample["net_input"])[0]
     assert torch.equal(plain, measured)
     assert len(meter.results()) == 4 + 6 + 2
+
+
+def test_observers_nest_and_restore_what_they_found(bin_data):
+    # a capture inside the meter sees the same sums, in forward order; each exit restores the layer as found
+    _, task, model = build(bin_data, "--admin-init", "logn")
+    sample = _batch(task)
+    layers = [(stack, layer) for stack in ("encoder", "decoder") for layer in transformer_layers(model, stack)]
+    assert [id(l) for _, l in layers] == [id(l) for s in ("encoder", "decoder") for l in getattr(model, s).layers]
+    seen = []
+    model.eval()
+    with torch.no_grad(), DependencyMeter(model) as meter:
+        with ResidualObserver(layers, lambda key, layer, x, residual, out: seen.append((key, out))):
+            model(**sample["net_input"])
+        assert all("residual_connection" in layer.__dict__ for _, layer in layers)  # the meter's, still on
+        model(**sample["net_input"])  # measured once per sublayer: the second forward adds nothing
+    assert all("residual_connection" not in layer.__dict__ for _, layer in layers)
+    assert [k for k, _ in seen] == ["encoder"] * 4 + ["decoder"] * 6
+    sums = [meter.values[key] for key in sorted(meter.values)]
+    assert sum(len(v) for v in sums) == len(seen)
+    enc_first = meter.values[("encoder", 0)][0][1].item()
+    assert enc_first == pytest.approx(seen[0][1].float().var(unbiased=False).item(), rel=1e-6)
 
 
 def test_log_dependency_in_train_log_without_changing_training(bin_data, tmp_path):
