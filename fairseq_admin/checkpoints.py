@@ -70,20 +70,38 @@ def load_checkpoint(path: str, trust: bool = False):
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=not trust)
-        if not trust:
-            check_config(state, path)
-        return state
     except FileNotFoundError:
         raise AdminError(f"no checkpoint {path}")
-    except pickle.UnpicklingError as e:
+    except IsADirectoryError:
+        raise AdminError(f"{path} is a directory, not a checkpoint: give a .pt file in it")
+    except Exception as e:
         name = refused_global(e)
         if name:
             raise AdminError(f"{path} was refused: it holds {name}, which fairseq checkpoints do not contain "
                              f"and whose loading could run code; {TRUST_HINT}")
-        raise AdminError(f"{path} is not a readable checkpoint: it is truncated or not a torch file; use "
-                         "another one (e.g. --restore-file checkpoint_best.pt)")
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError):  # KeyError: a text file's bytes as opcodes
-        raise AdminError(unreadable_message(path))
+        if not is_unreadable_file(e, path):
+            raise
+        raise AdminError(unreadable_message(path)) from None
+    if not trust:
+        check_config(state, path)
+    return state
+
+
+def is_unreadable_file(exc: BaseException, path: str) -> bool:
+    """Whether ``exc`` means that the existing file ``path`` is not a readable checkpoint (empty,
+    truncated, a text file, random bytes: unpickling garbage raises almost any exception type): an
+    exception raised inside torch.load, other than a disk error (OSError, left to the excepthook's line)
+    and a refused type (its own message). The one classification of load_checkpoint and of the guard on
+    fairseq's loader, which must not mistake an error of fairseq's own code after the read for a bad file."""
+    if not isinstance(exc, Exception) or isinstance(exc, OSError) or refused_global(exc) \
+            or not os.path.isfile(path):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(os.path.join("torch", "serialization.py")):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def unreadable_message(path: str) -> str:
@@ -191,12 +209,9 @@ def install_config_guard() -> None:
     def load_checkpoint_to_cpu(path, *args, **kwargs):
         try:
             state = original(path, *args, **kwargs)
-        except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError) as exc:
+        except Exception as exc:
             # an empty, truncated or text file: one line (a refused unsafe type keeps its own message)
-            if refused_global(exc) or not os.path.isfile(path):
-                raise
-            if isinstance(exc, RuntimeError) and "PytorchStreamReader" not in str(exc) \
-                    and "zip archive" not in str(exc):
+            if not is_unreadable_file(exc, path):
                 raise
             raise AdminError(unreadable_message(path)) from None
         if os.environ.get(TRUST_ENV) != "1":

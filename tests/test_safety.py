@@ -2,6 +2,7 @@
 fairseq-generate, fold and average (one line, nothing executed); importing the plugin switches no
 process-wide safety off."""
 import os
+import random
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from conftest import ROOT, USER_DIR, run_cli
+from fairseq_admin.errors import AdminError
 
 
 class _Payload:
@@ -169,7 +171,8 @@ def test_code_in_a_checkpoint_config_is_refused_before_the_model_is_built(bin_da
     assert marker.exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint\n"])
+@pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint\n", random.Random(1).randbytes(4000)],
+                         ids=["empty", "text", "random-bytes"])
 def test_empty_or_text_file_as_checkpoint_is_one_line(bin_data, tmp_path, content):
     path = tmp_path / "model.pt"
     path.write_bytes(content)
@@ -181,3 +184,18 @@ def test_empty_or_text_file_as_checkpoint_is_one_line(bin_data, tmp_path, conten
         assert f"{path} is not a readable checkpoint: it is {'empty' if not content else 'truncated'}" in last, last
     proc = run_cli("fairseq_admin.tools.cli", "fold", path, tmp_path / "out.pt", check=False)
     assert proc.returncode != 0 and "is not a readable checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreadable_means_raised_while_torch_read_the_file(tmp_path):
+    # the classification behind both one-liners: an error of other code (fairseq's, after the read) is not
+    # called a bad file, nor is a disk error; a directory gets its own line
+    from fairseq_admin.checkpoints import is_unreadable_file, load_checkpoint
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"hello\n")
+    with pytest.raises(AdminError, match="is not a readable checkpoint") as info:
+        load_checkpoint(str(path))
+    assert is_unreadable_file(info.value.__context__, str(path))
+    for exc in (KeyError("args"), RuntimeError("PytorchStreamReader failed"), PermissionError(13, "denied")):
+        assert not is_unreadable_file(exc, str(path))
+    with pytest.raises(AdminError, match="is a directory, not a checkpoint"):
+        load_checkpoint(str(tmp_path))
