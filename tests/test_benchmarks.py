@@ -83,3 +83,26 @@ def test_fp16_audit_quick(bin_data, tmp_path):
     out = proc.stdout
     assert "| admin | 6 |" in out and (tmp_path / "o" / "loss_scale.png").exists()
     assert (tmp_path / "o" / "admin.fp16_audit.tsv").read_text().count("\n") == 7  # header + 6 updates
+
+
+def test_mechanism_quick(bin_data, tmp_path):
+    # β², relative gradient norms and ω at initialisation for the five study methods (2-2, width 32)
+    import json
+    proc = subprocess.run([sys.executable, "benchmarks/mechanism.py", "--quick", "--bin", bin_data, "--out", tmp_path],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = {r["method"]: r for r in json.loads((tmp_path / "init.json").read_text())}
+    assert list(results) == ["postln", "preln", "admin", "admin-logn", "deepnorm"]
+    for method, r in results.items():
+        rows = r["rows"]
+        assert [x["stack"] for x in rows] == ["encoder"] * 4 + ["decoder"] * 6, method
+        assert all(0 < x["beta2"] < 1 for x in rows), (method, rows)
+        assert max(x["rel_grad"] for x in rows) == 1.0 and all(x["rel_grad"] > 0 for x in rows), method
+    first = [x["beta2"] for x in results["postln"]["rows"]][0]
+    # profiled Admin's first sublayer has ω = 1 and Post-LN's weights: the same β² there, lighter above
+    assert results["admin"]["rows"][0]["omega"] == 1.0
+    assert abs(results["admin"]["rows"][0]["beta2"] - first) < 1e-9
+    assert results["admin"]["beta2_enc_mean"] < results["postln"]["beta2_enc_mean"]
+    omegas = {x["omega"] for x in results["admin-logn"]["rows"] if x["stack"] == "encoder"}
+    assert len(omegas) == 1 and omegas.pop() > 1  # logn: one constant ω > 1 per stack
+    assert (tmp_path / "init.png").stat().st_size > 1000 and "| Admin (logn) |" in (tmp_path / "init.md").read_text()
