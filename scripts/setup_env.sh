@@ -9,9 +9,21 @@
 #                          there is no fairseq
 #   FAIRSEQ_ADMIN_CONSTRAINTS  the pip constraints file (default constraints.txt: every version pinned, Python
 #                          >= 3.11); none: no constraints (the newest versions pip finds)
+#   FAIRSEQ_ADMIN_SETUP    none: make no environment, use the python and commands on PATH as they are (a
+#                          machine without network where fairseq, fairseq-admin and their CLIs are installed
+#                          by hand); checked, one line if something is missing
 # Decisions are made by scripts/setup_choice.py; a missing prerequisite stops here with one line.
 set -euo pipefail
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ "${FAIRSEQ_ADMIN_SETUP:-}" = none ]; then
+  _missing=$(python -c 'import fairseq, fairseq_admin, sacrebleu' 2>&1 | tail -1) \
+    || { echo "setup: error: FAIRSEQ_ADMIN_SETUP=none, but 'python' on PATH cannot import what is needed (${_missing:-no python on PATH}): install fairseq-fixed, sacrebleu and fairseq-admin into it, or unset FAIRSEQ_ADMIN_SETUP" >&2; set +euo pipefail; return 1 2>/dev/null || exit 1; }
+  for _cmd in fairseq-train fairseq-generate fairseq-preprocess fairseq-admin; do
+    command -v "$_cmd" > /dev/null || { echo "setup: error: FAIRSEQ_ADMIN_SETUP=none, but no $_cmd on PATH: install the packages with pip (which makes the commands), or unset FAIRSEQ_ADMIN_SETUP" >&2; set +euo pipefail; return 1 2>/dev/null || exit 1; }
+  done
+  set +euo pipefail
+  return 0 2>/dev/null || exit 0
+fi
 _venv="${FAIRSEQ_ADMIN_VENV:-$_root/.venv}"
 _py="${PYTHON:-python3}"
 _cons="${FAIRSEQ_ADMIN_CONSTRAINTS:-$_root/constraints.txt}"

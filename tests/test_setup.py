@@ -40,6 +40,31 @@ def test_a_path_without_a_compiler_stops_the_setup_with_one_line(tmp_path):
     assert not venv.exists()  # stopped before creating anything
 
 
+def test_setup_none_uses_what_is_on_path_and_checks_it(tmp_path):
+    # FAIRSEQ_ADMIN_SETUP=none (a machine without network, everything installed by hand): no environment
+    # is made; what is missing is named in one line
+    venv = tmp_path / "venv"
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    os.symlink(sys._base_executable, tools / "python")  # a python without fairseq
+    base = {"FAIRSEQ_ADMIN_SETUP": "none", "FAIRSEQ_ADMIN_VENV": str(venv), "HOME": str(tmp_path)}
+    run = lambda path: subprocess.run(["/bin/bash", "-c", "source scripts/setup_env.sh && command -v fairseq-admin"],
+                                      capture_output=True, text=True, cwd=ROOT, env=dict(base, PATH=path))
+    bare = run(f"{tools}:/usr/bin:/bin")
+    assert bare.returncode == 1 and len(bare.stderr.strip().splitlines()) == 1, bare.stderr
+    assert "cannot import what is needed (ModuleNotFoundError: No module named 'fairseq')" in bare.stderr
+    here = os.path.dirname(sys.executable)  # the tests' environment: fairseq, the plugin and the commands
+    ok = run(f"{here}:/usr/bin:/bin")
+    assert ok.returncode == 0 and ok.stdout.strip() == os.path.join(here, "fairseq-admin"), ok.stderr
+    assert not venv.exists()
+    no_cli = tmp_path / "nocli"
+    no_cli.mkdir()
+    (no_cli / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # the venv's python, not its bin
+    (no_cli / "python").chmod(0o755)
+    missing = run(f"{no_cli}:/usr/bin:/bin")
+    assert missing.returncode == 1 and "no fairseq-train on PATH" in missing.stderr, missing.stderr
+
+
 def test_unsupported_python_is_named():
     assert "Python 3.9 is not supported" in setup_choice.python_problem((3, 9))
     assert "Python 3.14 is not supported" in setup_choice.python_problem((3, 14))
