@@ -4,7 +4,8 @@
 # split; its test split spread over the five TED .xml test sets in one <seg> per line), then prepared by the
 # IWSLT14 recipe's own preparation, offline (scripts/prepare_iwslt14.sh: Moses tokenizer, lowercase, clean
 # 1-175, valid = every 23rd training line, joint BPE 10k, binarized) into DATA_ROOT (default .gpu/iwslt).
-# Carry DATA_ROOT/bin and DATA_ROOT/raw to the GPU machine. Redone only when the sample changes.
+# Carry DATA_ROOT/bin and DATA_ROOT/raw to the GPU machine. Redone only when the sample changes. Where
+# .wheels312 exists (../shared/tools/gpu-wheels.sh, run first), sacremoses' wheels are added to it.
 # Usage: bash benchmarks/prepare_gpu_recipe.sh [DATA_ROOT]; LINES=N takes only the first N lines of each
 # split (the CPU check of gpu_recipe.sh).
 set -euo pipefail
@@ -48,5 +49,9 @@ os.replace(stamp + ".tmp", stamp)
 print(f"| wrote {dest} from {sample}")
 PY
 bash scripts/prepare_iwslt14.sh "$data"
+if [ -d .wheels312 ]; then  # scoring detokenizes with sacremoses, which the GPU image may lack (pure Python)
+  pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp -d .wheels312 \
+    sacremoses==0.2.0 click joblib tqdm
+fi
 grep -qxF "/.gpu/" .git/info/exclude 2>/dev/null || echo "/.gpu/" >> .git/info/exclude
 echo "| $data: bin $(du -sh "$data/bin" | cut -f1), test sentences $(wc -l < "$data/raw/test.en")"
