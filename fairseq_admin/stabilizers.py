@@ -48,6 +48,7 @@ a LayerNorm on the embeddings for the two without LayerNorm).
 """
 import dataclasses
 import math
+
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.dataclass.utils import gen_parser_from_dataclass
