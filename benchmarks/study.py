@@ -81,6 +81,9 @@ METHODS = {
     "rezero-postln": ["--arch", "rezero_postln_transformer"],
     "tfixup": ["--arch", "tfixup_transformer"],
     "dsinit": ["--arch", "dsinit_transformer"],
+    # T-Fixup's initialisation with the study's warmup schedule: separates its initialisation from its
+    # schedule (the 6-6 T-Fixup run leads by a wide margin and is the one run without warmup)
+    "tfixup-warmup": ["--arch", "tfixup_transformer"],
 }
 #: T-Fixup trains without warmup (its authors' schedule): the study's peak rate from update 1, decaying as
 #: lr * sqrt(400 / (400 + update)), close to the others' lr * sqrt(400 / update) after their warmup
@@ -104,6 +107,7 @@ LABELS = {
     "admin-h100-radam": "Admin, H100 regime, RAdam", "preln-h100": "Pre-LN, H100 regime",
     "admin-floorlogn": "Admin, profile with ω floored at logn's",
     "b2t": "B2T connection", "rezero": "ReZero", "rezero-postln": "ReZero + Post-LN", "tfixup": "T-Fixup (no warmup)",
+    "tfixup-warmup": "T-Fixup init, the study's warmup",
     "dsinit": "DS-Init",
 }
 
@@ -116,10 +120,11 @@ RUNS = [(18, m, 1) for m in ("postln", "admin", "preln")] \
     + [(18, m, 1) for m in ("admin-f12init", "admin-logn", "deepnorm", "postln-f12init")] \
     + [(18, "admin-floorlogn", 1)] \
     + [(6, m, 1) for m in STABILIZERS] + [(18, m, 1) for m in STABILIZERS] \
-    + [((18, 2), m, 1) for m in ("postln", "preln", "admin", "admin-logn", "deepnorm", *STABILIZERS)]
+    + [((18, 2), m, 1) for m in ("postln", "preln", "admin", "admin-logn", "deepnorm", *STABILIZERS)] \
+    + [(6, "tfixup-warmup", 1)]
 #: the other stabilisers' runs (issue 17): 6-6 and 18-18 of the new methods, then every method at 18-2
 #: (a deep encoder, a shallow decoder), seed 1; part of RUNS, selected alone by --stabilizers
-STABILIZER_RUNS = [r for r in RUNS if r[1] in STABILIZERS or depths(r[0]) == (18, 2)]
+STABILIZER_RUNS = [r for r in RUNS if r[1] in (*STABILIZERS, "tfixup-warmup") or depths(r[0]) == (18, 2)]
 #: with --ablation: what might explain the H100 stall, 18-18, seed 1 (run before the rest of RUNS)
 ABLATION_RUNS = [(18, m, 1) for m in ABLATION_METHODS]
 QUICK_RUNS = [(2, m, 1) for m in ("postln", "preln", "admin", "deepnorm")]
