@@ -520,6 +520,10 @@ def summarize_long(args, runs):
 
 
 def _plt():
+    import logging
+    # something on fairseq's import path leaves the root logger at DEBUG: keep matplotlib's start-up and
+    # font search out of the output
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -528,7 +532,7 @@ def _plt():
 
 def plot_long(out, curves):
     plt = _plt()
-    colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    colors = _colors(plt)
     styles = {1: "-", 2: "--", 3: ":"}
     fig, ax = plt.subplots(figsize=(8, 5))
     for (method, seed), valid in sorted(curves.items()):
@@ -570,15 +574,19 @@ def plot_beta2_heatmap(path, name, beta):
     plt.close(fig)
 
 
+def _colors(plt):
+    """One colour per method (tab20: up to 20 distinct; the study has more methods than C0-C9)."""
+    cmap = plt.get_cmap("tab20")
+    return {m: cmap(i % 20) for i, m in enumerate(METHODS)}
+
+
 def plot_curves(out, curves):
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = _plt()
     except ImportError:
         print("matplotlib missing: no plots")
         return
-    colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    colors = _colors(plt)
     titles = {"main": "RAdam lr 1e-3 warmup 400",
               "h100": "the H100 probe's Adam, warmup 1000 (fp32)"}
     for (layers, regime), runs in curves.items():
@@ -604,9 +612,7 @@ def plot_omegas(out, curves):
     curves = [(name, c) for name, c in curves if c]
     if not curves:
         return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _plt()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for i, (name, c) in enumerate(curves):
