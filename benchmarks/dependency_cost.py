@@ -3,8 +3,9 @@ step without it, alternated back to back on the same batch and model, the study'
 
     python benchmarks/dependency_cost.py [--bin work/bench/study-bin] [--pairs 10] [--every 50] [--quick]
 
-Prints the median step times, the ratio metered/plain (the cost of a step that measures) and the cost
-amortised over --every steps (what --admin-log-dependency N adds to training).
+Prints the median step times, the ratio metered/plain (the cost of a step that measures), the cost
+amortised over --every steps (what --admin-log-dependency N adds to training), and the time spent inside
+the meter's own code during the metered steps.
 """
 import argparse
 import os
@@ -35,15 +36,26 @@ def main(argv=None):
     sample = task.first_training_batch(model)
     model.train()
 
+    inside = []  # seconds spent in the meter's own code, per metered step
+
     def step(metered):
         model.zero_grad(set_to_none=True)
         start = time.perf_counter()
         with utils.set_torch_seed(1):
             if metered:
-                with DependencyMeter(model) as meter:
+                meter = DependencyMeter(model)
+                observe, spent = meter._observe, [0.0]
+
+                def timed(*a):
+                    t = time.perf_counter()
+                    observe(*a)
+                    spent[0] += time.perf_counter() - t
+                meter._observe = timed
+                with meter:
                     loss, _, _ = criterion(model, sample)
                     loss.backward()
                 meter.results()
+                inside.append(spent[0])
             else:
                 loss, _, _ = criterion(model, sample)
                 loss.backward()
@@ -51,6 +63,7 @@ def main(argv=None):
 
     step(False), step(True)  # warm-up
     plain, metered = [], []
+    inside.clear()
     for i in range(args.pairs):  # alternate the order so that drifts in machine load cancel
         for m in ((False, True) if i % 2 == 0 else (True, False)):
             (metered if m else plain).append(step(m))
@@ -60,6 +73,10 @@ def main(argv=None):
     print(f"step without the meter: median {p_med * 1000:.1f} ms over {len(plain)}; with it: {m_med * 1000:.1f} ms over {len(metered)}")
     print(f"ratio metered/plain: {ratio:.4f} (a measuring step costs {100 * (ratio - 1):+.2f}%)")
     print(f"amortised over --admin-log-dependency {args.every}: {100 * (ratio - 1) / args.every:+.3f}% of training time")
+    # the meter's own work (two variances per sublayer), timed inside the metered steps: a floor of its cost
+    # that machine-load drifts between steps do not blur
+    own = statistics.median(inside)
+    print(f"time inside the meter's code per metered step: median {own * 1000:.1f} ms = {100 * own / m_med:.2f}% of the step")
 
 
 if __name__ == "__main__":
