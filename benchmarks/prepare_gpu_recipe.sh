@@ -42,8 +42,12 @@ with tarfile.open(tmp, "w:gz") as tar:
         info = tarfile.TarInfo(name); info.size = len(blob); info.mtime = 0
         tar.addfile(info, io.BytesIO(blob))
 os.replace(tmp, dest)
-for old in (dest + ".sha256",):  # a new archive: its checksum is recorded afresh
-    if os.path.exists(old): os.remove(old)
+import shutil
+if os.path.exists(dest + ".sha256"):  # a new archive: its checksum is recorded afresh
+    os.remove(dest + ".sha256")
+root = os.path.dirname(os.path.dirname(dest))
+for derived in ("raw", "prep", "bin"):  # made from the old archive: never reused for the new one
+    shutil.rmtree(os.path.join(root, derived), ignore_errors=True)
 with open(stamp + ".tmp", "w") as f: f.write(digest + "\n")
 os.replace(stamp + ".tmp", stamp)
 print(f"| wrote {dest} from {sample}")
