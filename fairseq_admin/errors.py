@@ -8,8 +8,13 @@ class AdminError(Exception):
     """A configuration or input problem the user can fix; printed as one line by the CLIs."""
 
 
-#: errno values of a full, read-only or size-limited disk: one line instead of a traceback
-_DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES}
+#: errno values of a full, read-only or size-limited disk: one line instead of a traceback (EACCES has its own)
+_DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG}
+
+
+def _file_of(exc) -> str:
+    """' PATH' of an OSError that names its file, else ' a file'."""
+    return f" {exc.filename}" if getattr(exc, "filename", None) else " a file"
 
 
 def _dangling_link(path) -> bool:
@@ -25,12 +30,10 @@ def _excepthook(exc_type, exc, tb, _previous=sys.excepthook):
         sys.stderr.write(f"fairseq-admin: error: a checkpoint was refused: it holds {refused_global(exc)}, which "
                          f"fairseq checkpoints do not contain and whose loading could run code; {TRUST_HINT}\n")
     elif issubclass(exc_type, OSError) and getattr(exc, "errno", None) == errno.EACCES:
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else " a file"
-        sys.stderr.write(f"fairseq-admin: error: no permission for{where}: {exc.strerror or exc}; make it readable "
+        sys.stderr.write(f"fairseq-admin: error: no permission for{_file_of(exc)}: {exc.strerror or exc}; make it readable "
                          "(and its folder writable) and rerun the same command: what was finished is kept\n")
     elif issubclass(exc_type, OSError) and getattr(exc, "errno", None) in _DISK_ERRORS:
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else " a file"
-        sys.stderr.write(f"fairseq-admin: error: could not write{where}: {exc.strerror or exc}; free space (or make "
+        sys.stderr.write(f"fairseq-admin: error: could not write{_file_of(exc)}: {exc.strerror or exc}; free space (or make "
                          "the folder writable) and rerun the same command: what was finished is kept, files are "
                          "written under a temporary name first\n")
     elif issubclass(exc_type, FileExistsError) and _dangling_link(getattr(exc, "filename", None)):
