@@ -26,6 +26,7 @@ def main(argv=None):
     p.add_argument("--every", type=int, default=50, help="the --admin-log-dependency interval to amortise over")
     p.add_argument("--quick", action="store_true", help="2-2 layers, width 32 (the tests' mode)")
     args = p.parse_args(argv)
+    study.fairseq_style_logging()
     import torch
     from fairseq import utils
 

@@ -160,6 +160,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="2-2 layers, width 32 (the tests' mode)")
     args = p.parse_args(argv)
+    study.fairseq_style_logging()
     if args.floor_profile:
         return floor_profile(*args.floor_profile)
     if not os.path.exists(os.path.join(args.bin, "dict.de.txt")):

@@ -519,11 +519,19 @@ def summarize_long(args, runs):
     return text
 
 
+def fairseq_style_logging():
+    """The root logger as fairseq's CLIs set it up (their format, INFO), before anything imports fairseq:
+    one of fairseq's model modules (models/wav2vec/wav2vec2_classification.py) calls
+    logging.basicConfig(level=DEBUG) on import, which would otherwise set the root logger of these
+    scripts, and hydra's and matplotlib's debug lines would reach the output."""
+    import logging
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S", level=logging.INFO, stream=sys.stderr, force=True)
+
+
 def _plt():
     import logging
-    # something on fairseq's import path leaves the root logger at DEBUG: keep matplotlib's start-up and
-    # font search out of the output
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font search, whatever the root level
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -676,6 +684,7 @@ def main(argv=None):
                    help=f"the late stage: {LONG_UPDATES} updates, best and averaged checkpoints decoded, β² logged "
                         "(results in benchmarks/results-long unless --out)")
     args = p.parse_args(argv)
+    fairseq_style_logging()
     if args.long and args.out == p.get_default("out"):
         args.out = os.path.join(ROOT, "benchmarks", "results-long")
     args.updates = args.updates or (15 if args.quick and args.long else 12 if args.quick

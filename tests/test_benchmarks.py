@@ -91,6 +91,8 @@ def test_mechanism_quick(bin_data, tmp_path):
     proc = subprocess.run([sys.executable, "benchmarks/mechanism.py", "--quick", "--bin", bin_data, "--out", tmp_path],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # fairseq's log format at INFO, not the DEBUG root logger one of fairseq's modules sets on import
+    assert "DEBUG" not in proc.stderr and "| INFO | fairseq" in proc.stderr, proc.stderr[-3000:]
     results = {r["method"]: r for r in json.loads((tmp_path / "init.json").read_text())}
     assert list(results) == ["postln", "preln", "admin", "admin-logn", "deepnorm"]
     for method, r in results.items():
