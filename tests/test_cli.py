@@ -4,6 +4,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -69,6 +71,28 @@ def test_generate_needs_no_profile_file(trained, bin_data, tmp_path):
     assert translated >= 90 and len(re.findall(r"^H-\d+", proc.stdout, re.M)) == translated
     assert "Admin profile" not in _log(proc)
     assert not (work / "admin_profile.json").exists()
+    # fairseq's hub interface (translation from Python) loads the same model, ω and all, and translates as
+    # fairseq-generate does
+    sources = dict(re.findall(r"^S-(\d+)\t(.*)$", proc.stdout, re.M))
+    hyps = dict(re.findall(r"^H-(\d+)\t\S+\t(.*)$", proc.stdout, re.M))
+    ids = sorted(sources, key=int)[:8]
+    assert len(ids) == 8 and all(hyps[i] for i in ids)
+    hub = f"""
+import json, sys
+from fairseq.models.transformer import TransformerModel
+hub = TransformerModel.from_pretrained({str(work)!r}, checkpoint_file="checkpoint_last.pt",
+                                       data_name_or_path={str(bin_data)!r}, user_dir={USER_DIR!r})
+model = hub.models[0]
+print(json.dumps([type(model).__name__, float(model.encoder.layers[1].ffn_omega.omega.sum()),
+                  hub.translate(json.loads(sys.stdin.read()), beam=2, max_len_b=30)]))
+"""
+    run = subprocess.run([sys.executable, "-c", hub], input=json.dumps([sources[i] for i in ids]),
+                         capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    name, omega, translations = json.loads(run.stdout.strip().splitlines()[-1])
+    assert name == "AdminTransformerModel" and "Admin profile" not in run.stderr
+    assert abs(omega - float(_omegas(work / "checkpoint_last.pt")["encoder.layers.1.ffn_omega.omega"].sum())) < 1e-6
+    assert translations == [hyps[i] for i in ids]
 
 
 def test_resume_keeps_trained_omega(trained, bin_data, tmp_path):
@@ -194,8 +218,6 @@ def test_show_cli_table_and_plot(trained, tmp_path):
 
 def test_fairseq_hydra_train_runs_admin(bin_data, tmp_path):
     # fairseq's own configuration system: the committed YAML, values overridden on the command line
-    import subprocess
-    import sys
     hydra = os.path.join(os.path.dirname(sys.executable), "fairseq-hydra-train")
     save = tmp_path / "ck"
     proc = subprocess.run([hydra, "--config-dir", os.path.join(ROOT, "configs", "hydra"), "--config-name",
