@@ -1,6 +1,7 @@
 """Diagnostics: output change under perturbation, folding ω into a plain transformer checkpoint."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -97,3 +98,13 @@ def test_output_change_cli(bin_data, tmp_path):
     assert png.stat().st_size > 1000
     bad = run_cli("fairseq_admin.tools.cli", "output-change", bin_data, "--methods", "rezero", check=False)
     assert bad.returncode == 1 and "unknown method(s) rezero" in bad.stderr
+    # a folder without binarized data, or without the valid split it reads: one line each, no traceback
+    no_valid = tmp_path / "no_valid"
+    no_valid.mkdir()
+    for f in os.listdir(bin_data):
+        if not f.startswith("valid."):
+            shutil.copy(os.path.join(bin_data, f), no_valid / f)
+    for data, message in ((tmp_path, "holds no binarized translation data"), (no_valid, "has no binarized valid split")):
+        bad = run_cli("fairseq_admin.tools.cli", "output-change", data, "--depths", "1", "--methods", "admin",
+                      check=False)
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-2000:]

@@ -52,8 +52,10 @@ def cmd_output_change(args) -> None:
         raise AdminError(f"--depths {args.depths!r}: give layer counts such as 1,2,4,8")
     if any(d < 1 for d in depths):
         raise AdminError(f"--depths {args.depths!r}: every layer count must be at least 1")
-    if not os.path.isdir(args.data):
-        raise AdminError(f"no binarized data folder {args.data}: binarize a corpus (scripts/binarize.sh) and pass it")
+    from types import SimpleNamespace
+
+    from ..task import check_data_folder
+    check_data_folder(SimpleNamespace(data=args.data, source_lang=None, target_lang=None))
     table = depth_sweep(args.data, methods, depths, args.embed_dim, args.ffn_dim, args.heads, args.rel,
                         args.draws, args.sentences, args.seed)
     print(format_sweep(table))

@@ -8,6 +8,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from ..errors import AdminError
 from ..profiler import profile_model
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,11 @@ def build_model(data: str, method: str, layers: int, dim: int, ffn: int, heads: 
 
 
 def batch(task, split: str, sentences: int):
-    task.load_dataset(split)
+    try:
+        task.load_dataset(split)
+    except FileNotFoundError:  # fairseq's "Dataset not found: valid (...)"
+        raise AdminError(f"{task.cfg.data} has no binarized {split} split: binarize one (scripts/binarize.sh "
+                         "writes train, valid and test) and pass that folder")
     ds = task.dataset(split)
     return ds.collater([ds[i] for i in range(min(sentences, len(ds)))])
 
