@@ -289,6 +289,11 @@ class TranslationAdminTask(TranslationTask):
         )
         batches = itr.next_epoch_itr(shuffle=True)
         if not batches.has_next():
+            size, multiple = len(self.dataset(split)), cfg.required_batch_size_multiple
+            if 0 < size < multiple:  # fairseq's batching drops a last batch smaller than the multiple
+                raise AdminError(f"the '{split}' split has {size} sentences, fewer than --required-batch-size-"
+                                 f"multiple {multiple}, and fairseq makes no batch of them: use more training "
+                                 "data, or --required-batch-size-multiple 1")
             raise AdminError(f"the '{split}' split gave no batch to profile (all too long for "
                              "--max-tokens/--max-positions?)")
         return next(batches)

@@ -3,7 +3,8 @@
 # (Moses tokenize, lowercase, joint BPE 6k), binarize, profile + train a small Admin model for a fixed
 # number of updates (800: about 9 minutes on 2 idle CPU cores), generate, score. On the CPU the result is
 # the same on any machine (same seed, THREADS, pinned versions); a visible GPU trains in fp16 instead.
-# Rerunning resumes: finished steps are skipped, training continues from checkpoint_last.pt.
+# Rerunning resumes: finished steps are skipped, training continues from checkpoint_last.pt, if that run was
+# made from the same data, THREADS and device and is not past UPDATES (scripts/quickstart_resume.py).
 # Environment: WORK (output folder, default work/quickstart), UPDATES (default 800), THREADS (CPU threads,
 # default 2), MINUTES (train for this long instead of UPDATES: the result then depends on the machine's
 # speed), LOG_INTERVAL (updates between progress lines, default 50), SAMPLE_LINES (use only the first N
@@ -11,11 +12,19 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-source scripts/setup_env.sh
-set -euo pipefail
 WORK="${WORK:-$ROOT/work/quickstart}"
 UPDATES="${UPDATES:-800}"
 THREADS="${THREADS:-2}"
+LOG_INTERVAL="${LOG_INTERVAL:-50}"
+# the settings first, in one line each, before anything is installed or written
+whole() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "quickstart: error: $1=$2: give a whole number of at least 1" >&2; exit 2; }; }
+whole UPDATES "$UPDATES"; whole THREADS "$THREADS"; whole LOG_INTERVAL "$LOG_INTERVAL"
+if [ -n "${SAMPLE_LINES:-}" ]; then whole SAMPLE_LINES "$SAMPLE_LINES"; fi
+if [ -n "${MINUTES:-}" ] && ! [[ "$MINUTES" =~ ^[0-9]*\.?[0-9]+$ && "$MINUTES" =~ [1-9] ]]; then
+  echo "quickstart: error: MINUTES=$MINUTES: give a number of minutes above 0 (e.g. 10 or 2.5)" >&2; exit 2
+fi
+source scripts/setup_env.sh
+set -euo pipefail
 # one thread count everywhere: float sums split over threads differently round differently
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 #: the README's figure for the default configuration (UPDATES=800, THREADS=2, CPU, constraints.txt)
@@ -35,7 +44,7 @@ bash scripts/prepare_custom.sh "$src" "$WORK" de en 6000 --lowercase --max-ratio
 device=(--cpu)
 if python -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then device=(--fp16); fi
 if [ -n "${MINUTES:-}" ]; then
-  budget=(--max-epoch 20 --stop-time-hours "$(python -c "print($MINUTES/60)")")
+  budget=(--max-epoch 20 --stop-time-hours "$(python -c "import sys; print(float(sys.argv[1]) / 60)" "$MINUTES")")
   log "3/5 profile + train Admin 3-3 (width 128) for ${MINUTES} min ${device[*]} (MINUTES: the result depends on this machine's speed)"
   total=100000
 else
@@ -43,6 +52,9 @@ else
   log "3/5 profile + train Admin 3-3 (width 128) for $UPDATES updates ${device[*]}, $THREADS threads"
   total=$UPDATES
 fi
+# resume only a run made from the same data and settings, and not already past UPDATES
+python scripts/quickstart_resume.py "$WORK/checkpoints" "$WORK/bin" "THREADS=$THREADS, ${device[*]}" \
+  "$([ -n "${MINUTES:-}" ] && echo 0 || echo "$UPDATES")"
 fairseq-train "$WORK/bin" --user-dir "$ROOT/fairseq_admin" --task translation_admin \
   --arch admin_transformer --encoder-layers 3 --decoder-layers 3 \
   --encoder-embed-dim 128 --decoder-embed-dim 128 --encoder-ffn-embed-dim 512 --decoder-ffn-embed-dim 512 \
@@ -50,7 +62,7 @@ fairseq-train "$WORK/bin" --user-dir "$ROOT/fairseq_admin" --task translation_ad
   --optimizer adam --adam-betas '(0.9,0.98)' --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 300 \
   --warmup-init-lr 1e-7 --criterion label_smoothed_cross_entropy --label-smoothing 0.1 --dropout 0.1 \
   --max-tokens 4096 "${budget[@]}" \
-  --save-dir "$WORK/checkpoints" --no-epoch-checkpoints --log-format simple --log-interval "${LOG_INTERVAL:-50}" \
+  --save-dir "$WORK/checkpoints" --no-epoch-checkpoints --log-format simple --log-interval "$LOG_INTERVAL" \
   --seed 1 --num-workers 0 "${device[@]}" 2>&1 | grep --line-buffered -v -E "Warning|warn\(|deprecat|^\s*$|super\(\).__init__|_canonical_mask" \
   | python scripts/progress.py "$total"
 

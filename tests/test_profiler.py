@@ -112,3 +112,22 @@ def test_fsdp_profiling_is_refused_and_activation_checkpointing_profiles(bin_dat
         a = [s.omega[0].item() for s in wrapped.residual_scales(stack)]
         b = [s.omega[0].item() for s in plain.residual_scales(stack)]
         assert a == pytest.approx(b, rel=1e-6) and a[-1] > 1.0
+
+
+def test_a_train_split_smaller_than_the_batch_multiple_is_named(bin_data, tmp_path):
+    # fairseq's batching drops a last batch smaller than --required-batch-size-multiple: with 5 training
+    # sentences and the default 8 it makes no batch at all; the error says so, and multiple 1 profiles
+    from conftest import SAMPLE, run_cli
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for lang in ("de", "en"):
+        with open(os.path.join(SAMPLE, f"train.{lang}"), encoding="utf-8") as f:
+            (raw / f"train.{lang}").write_text("".join(next(f).lower() for _ in range(5)), encoding="utf-8")
+    dest = tmp_path / "bin"
+    run_cli("fairseq_cli.preprocess", "--source-lang", "de", "--target-lang", "en", "--trainpref", raw / "train",
+            "--destdir", dest, "--srcdict", os.path.join(bin_data, "dict.de.txt"),
+            "--tgtdict", os.path.join(bin_data, "dict.en.txt"), "--workers", "1")
+    with pytest.raises(AdminError, match="has 5 sentences, fewer than --required-batch-size-multiple 8"):
+        build(str(dest))
+    _, task, _ = build(str(dest), "--required-batch-size-multiple", "1")
+    assert task.profile_written
