@@ -29,6 +29,9 @@ done
 source "$ROOT/scripts/setup_env.sh"
 set -euo pipefail
 log() { echo "$(date '+%F %T') | INFO | run_recipe | $*"; }
+# an output is reused only if the settings that made it are the same: FILE.settings holds them
+same_settings() { [ -f "$1" ] && [ -f "$1.settings" ] && [ "$(cat "$1.settings")" = "$2" ]; }
+record_settings() { printf '%s\n' "$2" > "$1.settings.tmp" && mv -f "$1.settings.tmp" "$1.settings"; }
 
 # the device, decided with the environment's own torch
 if [ "$cpu" = true ]; then
@@ -72,20 +75,24 @@ for seed in $all_seeds; do
 
   avg="$dir/checkpoint_avg.pt"
   newest=$(ls -t "$dir"/checkpoint[0-9]*.pt 2>/dev/null | head -1 || true)
-  if [ ! -f "$avg" ] || [ "$newest" -nt "$avg" ]; then
-    upper=(); [ -n "$average_upper" ] && upper=(--upper-epoch "$average_upper")
+  upper=(); [ -n "$average_upper" ] && upper=(--upper-epoch "$average_upper")
+  average=(fairseq-admin average "$dir" --last "$n_average" "${upper[@]}" --output "$avg")
+  if ! same_settings "$avg" "${average[*]}" || [ "$newest" -nt "$avg" ]; then
     log "average the last $n_average epoch checkpoints${average_upper:+ up to epoch $average_upper} -> $avg"
-    fairseq-admin average "$dir" --last "$n_average" "${upper[@]}" --output "$avg"
+    "${average[@]}"
+    record_settings "$avg" "${average[*]}"
   fi
 
   out="$dir/generate-test.txt"
-  if [ ! -f "$out" ] || [ "$avg" -nt "$out" ]; then
-    gen=(); [ "$gpus" = 0 ] && gen=(--cpu)
-    cmd=$(fairseq-admin recipe "$config" --step generate --data "$data/bin" --checkpoint "$avg" "${gen[@]}" \
-          --extra "$gen_extra")
+  gen=(); [ "$gpus" = 0 ] && gen=(--cpu)
+  cmd=$(fairseq-admin recipe "$config" --step generate --data "$data/bin" --checkpoint "$avg" "${gen[@]}" \
+        --extra "$gen_extra")
+  # redone when its command (beam, lengths, --gen-extra), the averaged model or the binarized data changed
+  if ! same_settings "$out" "$cmd" || [ "$avg" -nt "$out" ] || [ "$data/bin" -nt "$out" ]; then
     log "generate: $cmd"
     eval "$cmd" > "$out.tmp"
     mv "$out.tmp" "$out"
+    record_settings "$out" "$cmd"
   fi
   outs+=("$out")
 done

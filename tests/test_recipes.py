@@ -268,6 +268,11 @@ def test_iwslt14_recipe_end_to_end_offline(tmp_path, monkeypatch):
         run_killed_when(cmd, tmp.exists)
         _run(*cmd[1:])
         assert (run / "generate-test.txt").read_bytes() == gen_out and (variant / "scores.txt").read_bytes() == scores
+    # other averaging or decoding settings: that step and the ones after it are redone, not reused
+    changed = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, "--cpu", "--seeds", "1111", "--average-last",
+                   "1", "--extra", TINY_EXTRA, "--gen-extra", GEN_EXTRA + " --beam 2")
+    assert "average the last 1 epoch checkpoints" in changed and "generate:" in changed and "--beam 2" in changed
+    assert "--beam 2" in (run / "generate-test.txt.settings").read_text()
     # a failing generate stops the script with fairseq's error shown, and no score is printed
     os.remove(run / "generate-test.txt")
     bad = _run_status("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, *opts[:-1], GEN_EXTRA + " --no-such-flag")
