@@ -4,7 +4,11 @@
 # same, and redone (into BIN_DIR.tmp, then swapped in whole) when the BPE'd text changed.
 # Usage: scripts/binarize.sh BPE_DIR BIN_DIR SRC TGT
 set -euo pipefail
-bpe=${1:?}; bin=${2:?}; src=${3:?}; tgt=${4:?}
+[ $# -eq 4 ] || { echo "binarize.sh: error: usage: scripts/binarize.sh BPE_DIR BIN_DIR SRC TGT" >&2; exit 2; }
+bpe=$1; bin=$2; src=$3; tgt=$4
+for s in train valid test; do for l in "$src" "$tgt"; do
+  [ -f "$bpe/$s.$l" ] || { echo "binarize.sh: error: no $bpe/$s.$l: BPE_DIR needs {train,valid,test}.{$src,$tgt} (e.g. prepare_custom.sh's OUT/prep/bpe)" >&2; exit 2; }
+done; done
 stamp=$( { echo "fairseq-preprocess --joined-dictionary $src $tgt"
            for s in train valid test; do for l in "$src" "$tgt"; do sha256sum < "$bpe/$s.$l"; done; done
          } | sha256sum | cut -d' ' -f1 )

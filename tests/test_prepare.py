@@ -200,7 +200,7 @@ def test_an_empty_train_split_or_one_that_cleaning_empties_is_one_line(tmp_path)
     assert "no training pair is left after cleaning" in proc.stderr.splitlines()[-1]
 
 
-@pytest.mark.parametrize("args,named", [(["/nonexistent"], "no binarized data folder /nonexistent"),
+@pytest.mark.parametrize("args,named", [(["/nonexistent"], "data folder '/nonexistent' does not exist"),
                                         ([ "/tmp", "--depths", "0,2"], "every layer count must be at least 1")])
 def test_output_change_bad_input_is_one_line(args, named):
     proc = run_cli("fairseq_admin.tools.cli", "output-change", *args, check=False)
@@ -221,6 +221,21 @@ def test_prepare_custom_arguments(tmp_path, args, expected):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = [l for l in proc.stderr.splitlines() if "error:" in l]
     assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["/nonexistent", "bin", "de", "en"], "no /nonexistent/train.de: BPE_DIR needs {train,valid,test}.{de,en}"),
+    (["/nonexistent"], "usage: scripts/binarize.sh BPE_DIR BIN_DIR SRC TGT"),
+])
+def test_binarize_arguments(tmp_path, args, expected):
+    import subprocess
+
+    from conftest import ROOT
+    proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "binarize.sh"), *args], capture_output=True,
+                          text=True, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"binarize.sh: error: {expected}"), lines
+    assert not (tmp_path / "bin").exists()
 
 
 def test_long_valid_or_test_lines_are_kept_and_named(tmp_path, caplog):
