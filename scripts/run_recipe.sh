@@ -26,6 +26,10 @@ while [ $# -gt 0 ]; do
     *) die "unknown option $1 ($usage)" ;;
   esac
 done
+whole() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 $2: give a whole number of at least 1"; }
+[ -z "$want_gpus" ] || whole --gpus "$want_gpus"
+[ -z "$average_opt" ] || whole --average-last "$average_opt"
+for s in $seeds_opt; do [[ "$s" =~ ^[0-9]+$ ]] || die "--seeds \"$seeds_opt\": give whole numbers separated by spaces"; done
 source "$ROOT/scripts/setup_env.sh"
 set -euo pipefail
 log() { echo "$(date '+%F %T') | INFO | run_recipe | $*"; }
@@ -49,6 +53,8 @@ else
   if [ "$gpus" = 0 ]; then log "device: CPU (no GPU on this machine)"; else log "device: $gpus CUDA GPU(s), fp16"; fi
 fi
 device=(--cpu); [ "$gpus" = 0 ] || device=(--gpus "$gpus")
+ls "$data"/bin/dict.*.txt >/dev/null 2>&1 \
+  || die "no binarized data in $data/bin: prepare it first (bash scripts/prepare_recipe.sh $config $data)"
 
 run="$data/runs/$variant"; mkdir -p "$run"
 profile="$run/admin_profile.json"

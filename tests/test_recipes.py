@@ -301,6 +301,17 @@ def test_run_recipe_never_falls_back_to_the_cpu_silently(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_run_recipe_bad_arguments_and_unprepared_data_are_one_line(tmp_path):
+    for args, message in ((["--gpus", "abc"], "--gpus abc: give a whole number"),
+                          (["--cpu", "--average-last", "0"], "--average-last 0: give a whole number"),
+                          (["--cpu", "--seeds", "1 x"], '--seeds "1 x": give whole numbers'),
+                          (["--cpu"], f"no binarized data in {tmp_path}/bin: prepare it first")):
+        proc = _run_status("scripts/run_recipe.sh", IWSLT, "admin-6-6", tmp_path, *args)
+        errors = [l for l in proc.stderr.splitlines() if "error:" in l]
+        assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
+
+
 def test_wmt14_prepare_offline(tmp_path):
     data = tmp_path / "wmt"
     arch = data / "archives"
