@@ -488,7 +488,9 @@ def summarize_long(args, runs):
         best_update, best = min(valid, key=lambda uv: uv[1])
         bleu_best = bleu_of(os.path.join(args.out, f"{name}.best.bleu.txt"))
         bleu_avg = bleu_of(os.path.join(args.out, f"{name}.avg.bleu.txt"))
-        by_method.setdefault((layers, method), []).append((seed, best, valid[-1][1] if done else None, bleu_best, bleu_avg))
+        # an unfinished run's best so far is no end point: only finished runs enter the means
+        by_method.setdefault((layers, method), []).append((seed, best if done else None, valid[-1][1] if done else None,
+                                                           bleu_best, bleu_avg))
         rows.append(f"| {depth_label(layers)} | {LABELS[method]} | {seed} | {valid[-1][0]}{'' if done else ' (unfinished)'} "
                     f"| {valid[-1][1]:.2f} | {best:.2f} (update {best_update}) | {_or_dash(bleu_best)} | {_or_dash(bleu_avg)} |")
         check = first_updates_check(args, layers, method, seed, valid)
@@ -496,7 +498,7 @@ def summarize_long(args, runs):
             checks.append(f"| {name} | {check[1]} | {check[0]:.4f} |")
     table = ("| depth | method | seed | updates | valid loss (last) | best valid | test BLEU, best checkpoint "
              f"| test BLEU, average of the last {LONG_AVERAGE} |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
-    means = ["| depth | method | best valid | final valid (finished runs) | BLEU best checkpoint | BLEU averaged |",
+    means = ["| depth | method | best valid (finished runs) | final valid (finished runs) | BLEU best checkpoint | BLEU averaged |",
              "|---|---|---|---|---|---|"]
     for (layers, method), items in by_method.items():
         means.append(f"| {depth_label(layers)} | {LABELS[method]} | {_mean_std([i[1] for i in items])} "
