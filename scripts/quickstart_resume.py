@@ -4,12 +4,11 @@ is the same.)
     python scripts/quickstart_resume.py SAVE_DIR BIN_DIR "SETTINGS" UPDATES
 
 SETTINGS names what else decides the result (threads, device). The run in SAVE_DIR is resumed only if it
-was made from the same binarized data (sha256 of BIN_DIR's dictionaries and .bin/.idx files) with the same
+was made from the same binarized data (binarize.sh's stamp BIN_DIR/.done) with the same
 SETTINGS, and (UPDATES > 0) has not already trained for more than UPDATES updates; otherwise one line
 naming the difference and exit 1. The identity is written to SAVE_DIR/quickstart.run (atomically) for
 the next run to compare.
 """
-import hashlib
 import json
 import os
 import sys
@@ -17,17 +16,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fairseq_admin.checkpoints import load_checkpoint  # noqa: E402
 from fairseq_admin.errors import AdminError  # noqa: E402
-from fairseq_admin.files import atomic_write_text, file_sha256  # noqa: E402
+from fairseq_admin.files import atomic_write_text  # noqa: E402
 
 STAMP = "quickstart.run"
 
 
 def data_identity(bin_dir: str) -> str:
-    names = sorted(f for f in os.listdir(bin_dir) if f.startswith("dict.") or f.endswith((".bin", ".idx")))
-    digest = hashlib.sha256()
-    for name in names:
-        digest.update(f"{name} {file_sha256(os.path.join(bin_dir, name))}\n".encode())
-    return digest.hexdigest()
+    """binarize.sh's stamp BIN_DIR/.done: the hash of the BPE'd text and the fairseq-preprocess settings."""
+    with open(os.path.join(bin_dir, ".done"), encoding="utf-8") as f:
+        return f.read().strip()
 
 
 def trained_updates(checkpoint: str) -> int:
