@@ -7,7 +7,7 @@ Every run is fairseq-train with the same schedule (RAdam, inverse-sqrt warmup, l
 fairseq-generate on the test split. A run is finished when its log says "done training" and its BLEU
 file exists; a finished run is skipped on rerun only if its command is unchanged (the command is stored
 next to its log), an interrupted one resumes from its checkpoint_last.pt. Runs are done in the
-order of RUNS (most informative first), ``--jobs`` at a time, one thread each. At the end (and with
+order of RUNS (most informative first), ``--jobs`` at a time, ``--threads`` each (default 1). At the end (and with
 ``--summary`` alone) the table and the valid-loss plots are written from whatever logs exist.
 
 ``--ablation`` first runs the stall ablation: the earlier H100 probe's optimiser, schedule and
@@ -186,8 +186,8 @@ def evaluations(args, layers, method, seed):
             ("avg.bleu.txt", [average_command(args.out, layers, method, seed)], gen("averaged.pt"))]
 
 
-def _run_logged(cmd, log, append):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+def _run_logged(cmd, log, append, threads=1):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     with open(log, "a" if append else "w") as f:
         f.write(f"# {shlex.join(cmd)}\n# {summary_versions(prefix=False)}\n")
         f.flush()
@@ -313,6 +313,8 @@ def do_run(args, layers, method, seed):
     evals = [(os.path.join(args.out, f"{name}.{suffix}"), before, gen)
              for suffix, before, gen in evaluations(args, layers, method, seed)]
     commands = "".join(f"{shlex.join(c)}\n" for c in [train] + [c for _, before, gen in evals for c in before + [gen]])
+    if args.threads != 1:  # another thread count may sum in another order (other numbers): another run
+        commands += f"# OMP_NUM_THREADS={args.threads}\n"
     finished = "done training" in (_read(log) or "") and all("BLEU" in (_read(b) or "") for b, _, _ in evals)
     same = canonical(_read(stamp)) == canonical(commands)
     if same and finished:
@@ -325,7 +327,10 @@ def do_run(args, layers, method, seed):
         restored = restore(args, name) if same else None
         if restored:
             print(f"| {name}: resuming from the committed state in {restored}", flush=True)
-        rc = _run_logged(train, log, append=same)
+        # a log continues only with the checkpoint it was written with: a run that starts again from
+        # scratch (its checkpoints lost, say on a fresh machine) starts its log again too
+        resumes = same and os.path.exists(os.path.join(args.out, "checkpoints", name, "checkpoint_last.pt"))
+        rc = _run_logged(train, log, append=resumes, threads=args.threads)
         if rc != 0 or "done training" not in (_read(log) or ""):
             return f"{name}: training FAILED (exit {rc}), see {log}"
     for bleu, before, gen in evals:
@@ -333,7 +338,7 @@ def do_run(args, layers, method, seed):
             continue
         tmp = f"{bleu}.part"
         for i, cmd in enumerate(before + [gen]):
-            rc = _run_logged(cmd, tmp, append=i > 0)
+            rc = _run_logged(cmd, tmp, append=i > 0, threads=args.threads)
             if rc != 0:
                 return f"{name}: {os.path.basename(cmd[0])} FAILED (exit {rc}), see {tmp}"
         os.replace(tmp, bleu)
@@ -668,7 +673,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bin", default=os.path.join(ROOT, "work", "bench", "study-bin"), help="binarized data folder")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results-study"))
-    p.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
+    p.add_argument("--jobs", type=int, default=2, help="runs side by side")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads per run (default 1; a run's numbers may depend on it, so it is part of the run's "
+                        "stamp; `--jobs 1 --threads 2` gives one run both cores)")
     p.add_argument("--updates", type=int, default=None, help="updates per run (default 800; quick: 12)")
     p.add_argument("--only", default="", help="a regex: only runs whose name matches")
     p.add_argument("--quick", action="store_true", help="2-2 layers, width 32, warmup 3, 12 updates (the tests' mode)")
@@ -686,6 +694,8 @@ def main(argv=None):
                    help=f"the late stage: {LONG_UPDATES} updates, best and averaged checkpoints decoded, β² logged "
                         "(results in benchmarks/results-long unless --out)")
     args = p.parse_args(argv)
+    if args.jobs < 1 or args.threads < 1:
+        p.error("--jobs and --threads take a whole number of at least 1")
     fairseq_style_logging()
     if args.long and args.out == p.get_default("out"):
         args.out = os.path.join(ROOT, "benchmarks", "results-long")

@@ -35,6 +35,14 @@ def test_study_quick(bin_data, tmp_path):
     assert (tmp_path / "valid_loss_2x2.png").stat().st_size > 1000 and (tmp_path / "summary.md").exists()
     again = _bash("benchmarks/study.sh", "--quick", "--bin", bin_data, "--out", tmp_path)
     assert again.count("finished earlier, skipped") == 4
+    # another thread count is another run (its sums may come in another order): redone, not skipped
+    threads = _bash("benchmarks/study.sh", "--quick", "--bin", bin_data, "--out", tmp_path, "--only", "2x2-admin-",
+                    "--threads", "2")
+    assert "2x2-admin-seed1: done in" in threads and "skipped" not in threads, threads
+    assert "# OMP_NUM_THREADS=2" in (tmp_path / "2x2-admin-seed1.cmd").read_text()
+    assert parse(str(tmp_path / "2x2-admin-seed1.log"))["valid"][-1][0] == 12
+    bad = subprocess.run([sys.executable, "benchmarks/study.py", "--threads", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--threads take a whole number" in bad.stderr.splitlines()[-1], bad.stderr
 
 
 def test_throughput_quick(bin_data):
@@ -65,6 +73,14 @@ def test_study_long_quick_resumes_from_a_committed_state(bin_data, tmp_path):
     log = cut / "2x2-admin-seed1.log"
     run_killed_when(study + ["--out", str(cut)], lambda: log.exists() and " @ 6 updates" in log.read_text())
     assert "done training" not in log.read_text()
+    # its checkpoints lost and nothing stashed (a fresh machine): the run starts again, and so does its log
+    lost = tmp_path / "lost"
+    subprocess.run(["cp", "-r", str(cut), str(lost)], check=True)
+    subprocess.run(["rm", "-rf", str(lost / "checkpoints")], check=True)
+    _bash(*study[1:], "--out", lost, STUDY_STASH_ROOT=tmp_path / "elsewhere")
+    again_log = (lost / "2x2-admin-seed1.log").read_text()
+    assert again_log.count("# fairseq-train ") == 1 and again_log.count("No existing checkpoint found") == 1
+    assert parse(str(lost / "2x2-admin-seed1.log"))["valid"] == parse(str(through / "2x2-admin-seed1.log"))["valid"]
     _bash(*study[1:], "--out", cut, "--stash")
     manifest = (cut / "resume" / "2x2-admin-seed1" / "manifest.json").read_text()
     assert '"checkpoint_last.pt"' in manifest
