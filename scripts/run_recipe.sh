@@ -67,15 +67,39 @@ env_text=$(recipe_env "$run/seed0" 0)
 eval "$env_text"
 all_seeds=${seeds_opt:-$seeds}
 n_average=${average_opt:-$average_last}
+
+# the binarized data's identity: binarize.sh's stamp (a hash of its inputs and settings), else a hash of
+# the dictionaries and index files. A seed's checkpoints continue only on the data they were trained on;
+# the Admin profile is redone when the data or its command (the seed and the seed's folder aside) change
+if [ -f "$data/bin/.done" ]; then data_stamp="data: $(cat "$data/bin/.done")"
+else data_stamp="data: $(cat "$data"/bin/dict.*.txt "$data"/bin/*.idx 2>/dev/null | sha256sum | cut -d' ' -f1)"; fi
+for seed in $all_seeds; do
+  dir="$run/seed$seed"
+  if [ -f "$dir/checkpoint_last.pt" ] && [ -f "$dir/data.stamp" ] && [ "$(cat "$dir/data.stamp")" != "$data_stamp" ]; then
+    die "$dir was trained on other binarized data than $data/bin holds now: delete $dir to train it again, or prepare the new data into another DATA_ROOT"
+  fi
+done
+if [ "$admin" = true ]; then
+  first=${all_seeds%% *}
+  eval "$(recipe_env "$run/seed$first" "$first")"
+  profile_settings="$data_stamp
+$(printf '%s' "$profile_cmd" | sed -e "s# --seed $first # #" -e "s#$run/seed$first#SEED_DIR#g")"
+  if [ -f "$profile" ] && [ ! -f "$profile.settings" ]; then
+    record_settings "$profile" "$profile_settings"  # made before profiles were stamped: kept, as before
+  fi
+  if ! same_settings "$profile" "$profile_settings"; then
+    mkdir -p "$run/seed$first"
+    log "profile (once, seed of the recipe, shared by every seed): $profile_cmd"
+    eval "$profile_cmd"
+    record_settings "$profile" "$profile_settings"
+  fi
+fi
 outs=()
 for seed in $all_seeds; do
   dir="$run/seed$seed"; mkdir -p "$dir"
   env_text=$(recipe_env "$dir" "$seed")
   eval "$env_text"
-  if [ "$admin" = true ] && [ ! -f "$profile" ]; then
-    log "profile (once, seed of the recipe, shared by every seed): $profile_cmd"
-    eval "$profile_cmd"
-  fi
+  printf '%s\n' "$data_stamp" > "$dir/data.stamp.tmp" && mv -f "$dir/data.stamp.tmp" "$dir/data.stamp"
   log "train seed $seed: $train_cmd"
   eval "$train_cmd"
 

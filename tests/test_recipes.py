@@ -278,6 +278,18 @@ def test_iwslt14_recipe_end_to_end_offline(tmp_path, monkeypatch):
     bad = _run_status("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, *opts[:-1], GEN_EXTRA + " --no-such-flag")
     assert bad.returncode != 0 and "--no-such-flag" in bad.stderr and "tokenized BLEU" not in bad.stdout
     assert not (run / "generate-test.txt").exists()
+    # the binarized data changed under a trained seed (prepared again, other text): refused in one line
+    done = data / "bin" / ".done"
+    assert (variant / "admin_profile.json.settings").read_text().startswith(f"data: {done.read_text()}")
+    done.write_text(done.read_text() + "other\n")
+    moved = _run_status("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, *opts)
+    errors = [l for l in moved.stderr.splitlines() if "error:" in l]
+    assert moved.returncode == 2 and len(errors) == 1 and "was trained on other binarized data" in errors[0], moved.stderr
+    assert "Traceback" not in moved.stderr and "| profile (once" not in moved.stdout
+    # a new seed on the new data: the profile is made again for them, not reused
+    new = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, "--cpu", "--seeds", "7", "--average-last", "1",
+               "--extra", TINY_EXTRA + " --max-epoch 1", "--gen-extra", GEN_EXTRA)
+    assert "| profile (once" in new and "other" in (variant / "admin_profile.json.settings").read_text()
 
 
 def _run_status(*cmd, env=None):
