@@ -186,10 +186,27 @@ def evaluations(args, layers, method, seed):
             ("avg.bleu.txt", [average_command(args.out, layers, method, seed)], gen("averaged.pt"))]
 
 
+def cpu_line(threads):
+    """The processor a run ran on: the same command and versions round differently on another CPU's
+    vector instructions (RESULTS.md, "Same command, another CPU"), so each log records it."""
+    model, flags = "unknown", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = [x for x in value.split() if x.startswith(("avx", "amx", "fma"))]
+    except OSError:
+        pass
+    return f"cpu: {model}; {' '.join(flags) or 'vector instructions unknown'}; {threads} thread(s)"
+
+
 def _run_logged(cmd, log, append, threads=1):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     with open(log, "a" if append else "w") as f:
-        f.write(f"# {shlex.join(cmd)}\n# {summary_versions(prefix=False)}\n")
+        f.write(f"# {shlex.join(cmd)}\n# {summary_versions(prefix=False)}\n# {cpu_line(threads)}\n")
         f.flush()
         return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
 

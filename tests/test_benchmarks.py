@@ -41,6 +41,8 @@ def test_study_quick(bin_data, tmp_path):
     assert "2x2-admin-seed1: done in" in threads and "skipped" not in threads, threads
     assert "# OMP_NUM_THREADS=2" in (tmp_path / "2x2-admin-seed1.cmd").read_text()
     assert parse(str(tmp_path / "2x2-admin-seed1.log"))["valid"][-1][0] == 12
+    header = (tmp_path / "2x2-admin-seed1.log").read_text().splitlines()[:3]  # command, versions, processor
+    assert header[1].startswith("# versions: ") and header[2].startswith("# cpu: ") and "; 2 thread(s)" in header[2]
     bad = subprocess.run([sys.executable, "benchmarks/study.py", "--threads", "0"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--threads take a whole number" in bad.stderr.splitlines()[-1], bad.stderr
 
