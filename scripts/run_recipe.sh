@@ -80,7 +80,7 @@ for seed in $all_seeds; do
   fi
 done
 if [ "$admin" = true ]; then
-  first=${all_seeds%% *}
+  read -r first _ <<< "$all_seeds"
   eval "$(recipe_env "$run/seed$first" "$first")"
   profile_settings="$data_stamp
 $(printf '%s' "$profile_cmd" | sed -e "s# --seed $first # #" -e "s#$run/seed$first#SEED_DIR#g")"
