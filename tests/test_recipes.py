@@ -289,7 +289,8 @@ def test_iwslt14_recipe_end_to_end_offline(tmp_path, monkeypatch):
     # a new seed on the new data: the profile is made again for them, not reused
     new = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, "--cpu", "--seeds", "7", "--average-last", "1",
                "--extra", TINY_EXTRA + " --max-epoch 1", "--gen-extra", GEN_EXTRA)
-    assert "| profile (once" in new and "other" in (variant / "admin_profile.json.settings").read_text()
+    assert "| profile (once" in new and "--admin-profile-only: profile written" in new
+    assert "other" in (variant / "admin_profile.json.settings").read_text()
 
 
 def _run_status(*cmd, env=None):
