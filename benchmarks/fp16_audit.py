@@ -21,6 +21,9 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import study  # noqa: E402  (benchmarks/study.py: its atomic write)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = ["--encoder-embed-dim", "512", "--decoder-embed-dim", "512", "--encoder-ffn-embed-dim", "2048",
          "--decoder-ffn-embed-dim", "2048", "--encoder-attention-heads", "8", "--decoder-attention-heads", "8",
@@ -78,8 +81,7 @@ def summarize(args, methods):
                      f"| {losses[-1] if losses else '-'} |")
         curves[method] = ([int(x["update"]) for x in r], scales)
     table = "\n".join(lines) + "\n"
-    with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
-        f.write(table)
+    study._write_atomic(os.path.join(args.out, "summary.md"), table)
     print(table)
     if curves:
         import matplotlib
