@@ -96,7 +96,9 @@ def summarize(args, methods):
         ax.set_title("fp16 audit of fp32 runs, 18-18 width 512 (the H100 probe's setting)", fontsize=8)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "loss_scale.png"), dpi=120)
+        png = os.path.join(args.out, "loss_scale.png")
+        fig.savefig(f"{png}.tmp.png", dpi=120)
+        os.replace(f"{png}.tmp.png", png)
 
 
 def main(argv=None):
