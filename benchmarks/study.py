@@ -468,6 +468,19 @@ def beta2_curve(path):
     return sorted(dict(out).items())
 
 
+def run_machine(text):
+    """The processors and thread counts a run's log records (one header per start; logs from before
+    session 8 have none), shortened for a table: "Intel(R) Xeon(R) Processor, AVX-512 + AMX, 2 threads"."""
+    seen = []
+    for model, flags, threads in re.findall(r"^# cpu: (.*?); (.*?); (\d+) thread\(s\)$", text or "", re.M):
+        isa = "AVX-512" if "avx512f" in flags.split() else "AVX2" if "avx2" in flags.split() else "no AVX2"
+        isa += " + AMX" if "amx_tile" in flags.split() else ""
+        entry = f"{model}, {isa}, {threads} thread{'' if threads == '1' else 's'}"
+        if entry not in seen:
+            seen.append(entry)
+    return "; ".join(seen) or "not recorded (a log from before session 8)"
+
+
 def _mean_std(values):
     values = [v for v in values if v is not None]
     if not values:
@@ -512,19 +525,21 @@ def summarize_long(args, runs):
         by_method.setdefault((layers, method), []).append((seed, best if done else None, valid[-1][1] if done else None,
                                                            bleu_best, bleu_avg))
         rows.append(f"| {depth_label(layers)} | {LABELS[method]} | {seed} | {valid[-1][0]}{'' if done else ' (unfinished)'} "
-                    f"| {valid[-1][1]:.2f} | {best:.2f} (update {best_update}) | {_or_dash(bleu_best)} | {_or_dash(bleu_avg)} |")
+                    f"| {valid[-1][1]:.2f} | {best:.2f} (update {best_update}) | {_or_dash(bleu_best)} | {_or_dash(bleu_avg)} "
+                    f"| {run_machine(text)} |")
         check = first_updates_check(args, layers, method, seed, valid)
         if check is not None:
             checks.append(f"| {name} | {check[1]} | {check[0]:.4f} |")
     table = ("| depth | method | seed | updates | valid loss (last) | best valid | test BLEU, best checkpoint "
-             f"| test BLEU, average of the last {LONG_AVERAGE} |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+             f"| test BLEU, average of the last {LONG_AVERAGE} | processor, threads |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     means = ["| depth | method | best valid (finished runs) | final valid (finished runs) | BLEU best checkpoint | BLEU averaged |",
              "|---|---|---|---|---|---|"]
     for (layers, method), items in by_method.items():
         means.append(f"| {depth_label(layers)} | {LABELS[method]} | {_mean_std([i[1] for i in items])} "
                      f"| {_mean_std([i[2] for i in items])} | {_mean_std([i[3] for i in items])} "
                      f"| {_mean_std([i[4] for i in items])} |")
-    text = (table + "\nMean ± standard deviation over seeds (finished evaluations only):\n\n" + "\n".join(means) + "\n"
+    text = (table + "\nMean ± sample standard deviation (n − 1) over seeds (finished evaluations only; seeds run on other "
+            "processors round differently, see the last column above):\n\n" + "\n".join(means) + "\n"
             + "\nThe first updates against the 800-update study (benchmarks/results-study), valid loss:\n\n"
             + "| run | updates compared (every 100 up to) | largest abs difference |\n|---|---|---|\n"
             + "\n".join(checks) + "\n\n" + summary_versions() + "\n")

@@ -65,6 +65,8 @@ def test_study_long_quick_resumes_from_a_committed_state(bin_data, tmp_path):
     through, cut = tmp_path / "through", tmp_path / "cut"
     out = _bash(*study[1:], "--out", through)
     assert "| 2-2 | Admin (profiled) | 1 | 15 |" in out, out
+    row = next(r for r in out.splitlines() if r.startswith("| 2-2 | Admin (profiled) | 1 | 15 |"))
+    assert row.endswith(", 1 thread |"), row  # the processor column, from the log's "# cpu:" line
     avg = (through / "2x2-admin-seed1.avg.bleu.txt").read_text()
     assert re.search(r"averaged 5 checkpoints \(checkpoint_\d+_3\.pt, .*checkpoint_\d+_15\.pt\)", avg) and "BLEU4 = " in avg
     assert "BLEU4 = " in (through / "2x2-admin-seed1.best.bleu.txt").read_text()
