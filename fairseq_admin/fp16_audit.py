@@ -73,6 +73,12 @@ class Fp16Audit:
         for k in self._STATE:
             setattr(self.scaler, k, state[k])
         self.stopped = state.get("stopped")
+        self.drop_after(update)
+
+    def drop_after(self, update: int) -> None:
+        """Drop the file's rows of updates after ``update``, the last one this run starts from: those of an
+        interrupted run after its checkpoint, or all of them when a run starts again from update 0 (its
+        checkpoints deleted) in a folder that still has an audit file."""
         if self.path is not None and os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
                 lines = f.readlines()

@@ -136,7 +136,7 @@ class TranslationAdminTask(TranslationTask):
 
     fp16_audit = None  # the Fp16Audit of this run, made at the first training step with --admin-fp16-audit
 
-    def _audit(self):
+    def _audit(self, update_num):
         if self.fp16_audit is None:
             cfg = self.cfg
             if cfg.fp16:
@@ -152,6 +152,8 @@ class TranslationAdminTask(TranslationTask):
                                         cfg.threshold_loss_scale, cfg.min_loss_scale)
             if self._resumed_audit is not None:
                 self.fp16_audit.load_state_dict(*self._resumed_audit)
+            else:  # no simulated scaler in the checkpoint (none, or one without the audit): a new simulation
+                self.fp16_audit.drop_after(update_num)
         return self.fp16_audit
 
     _resumed_audit = None
@@ -168,7 +170,7 @@ class TranslationAdminTask(TranslationTask):
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         every = self.cfg.admin_log_dependency
-        audit = self._audit() if self.cfg.admin_fp16_audit else None
+        audit = self._audit(update_num) if self.cfg.admin_fp16_audit else None
         with (audit.wrap(model) if audit is not None else contextlib.nullcontext()):
             if every and update_num % every == 0:
                 with DependencyMeter(model) as meter:

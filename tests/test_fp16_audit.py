@@ -46,3 +46,8 @@ def test_audit_of_a_real_run_and_its_resume(bin_data, tmp_path):
         f.write("4\tstale row of an interrupted run\n")  # written after the last checkpoint: dropped on resume
     run_cli("fairseq_cli.train", *train_args(bin_data, str(split), *flags, updates=6))
     assert (split / "fp16_audit.tsv").read_text() == (straight / "fp16_audit.tsv").read_text()
+    # the checkpoints deleted, the audit file left: the run starts again from update 0, and so does the file
+    for ckpt in split.glob("checkpoint*.pt"):
+        ckpt.unlink()
+    run_cli("fairseq_cli.train", *train_args(bin_data, str(split), *flags, updates=6))
+    assert (split / "fp16_audit.tsv").read_text() == (straight / "fp16_audit.tsv").read_text()
