@@ -118,7 +118,9 @@ def main(argv=None):
     if not args.summary:
         for method in methods:
             log = os.path.join(args.out, f"{method}.log")
-            with open(log, "a", encoding="utf-8") as f:
+            # a run that resumes continues its log; one that starts again (no checkpoint left) starts its log again
+            resumes = os.path.exists(os.path.join(args.work, method, "checkpoint_last.pt"))
+            with open(log, "a" if resumes else "w", encoding="utf-8") as f:
                 f.write("$ " + " ".join(command(args, method)) + "\n")
                 f.flush()
                 code = subprocess.call(command(args, method), stdout=f, stderr=subprocess.STDOUT,

@@ -94,14 +94,22 @@ def test_study_long_quick_resumes_from_a_committed_state(bin_data, tmp_path):
 
 
 def test_fp16_audit_quick(bin_data, tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/fp16_audit.py", "--quick", "--only", "admin", "--bin",
-                           str(bin_data), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PATH=os.path.dirname(
-                              sys.executable) + os.pathsep + os.environ["PATH"]))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
+    def audit():
+        proc = subprocess.run([sys.executable, "benchmarks/fp16_audit.py", "--quick", "--only", "admin", "--bin",
+                               str(bin_data), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")],
+                              capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PATH=os.path.dirname(
+                                  sys.executable) + os.pathsep + os.environ["PATH"]))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+    out = audit()
     assert "| admin | 6 |" in out and (tmp_path / "o" / "loss_scale.png").exists()
-    assert (tmp_path / "o" / "admin.fp16_audit.tsv").read_text().count("\n") == 7  # header + 6 updates
+    tsv = (tmp_path / "o" / "admin.fp16_audit.tsv").read_text()
+    assert tsv.count("\n") == 7  # header + 6 updates
+    # its checkpoints gone (a fresh machine): the run, its log and its audit file start again, not appended to
+    subprocess.run(["rm", "-f", *map(str, (tmp_path / "w" / "admin").glob("checkpoint*.pt"))], check=True)
+    assert "| admin | 6 |" in audit()
+    assert (tmp_path / "o" / "admin.fp16_audit.tsv").read_text() == tsv
+    assert (tmp_path / "o" / "admin.log").read_text().count("$ fairseq-train") == 1
 
 
 def test_mechanism_quick(bin_data, tmp_path):
