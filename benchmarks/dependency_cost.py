@@ -16,6 +16,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import mechanism  # noqa: E402
+import study  # noqa: E402
 
 
 def main(argv=None):

@@ -112,6 +112,15 @@ def test_fp16_audit_quick(bin_data, tmp_path):
     assert (tmp_path / "o" / "admin.log").read_text().count("$ fairseq-train") == 1
 
 
+def test_dependency_cost_quick(bin_data):
+    # the β² meter's cost benchmark runs and prints its ratio (too short to time anything)
+    proc = subprocess.run([sys.executable, "benchmarks/dependency_cost.py", "--quick", "--pairs", "2", "--bin", str(bin_data)],
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"ratio metered/plain: [\d.]+ \(a measuring step costs [-+][\d.]+%\)", proc.stdout), proc.stdout
+    assert re.search(r"time inside the meter's code per metered step: median [\d.]+ ms", proc.stdout), proc.stdout
+
+
 def test_mechanism_quick(bin_data, tmp_path):
     # β², relative gradient norms and ω at initialisation for the five study methods (2-2, width 32)
     import json
