@@ -473,8 +473,9 @@ def run_machine(text):
     session 8 have none), shortened for a table: "Intel(R) Xeon(R) Processor, AVX-512 + AMX, 2 threads"."""
     seen = []
     for model, flags, threads in re.findall(r"^# cpu: (.*?); (.*?); (\d+) thread\(s\)$", text or "", re.M):
-        isa = "AVX-512" if "avx512f" in flags.split() else "AVX2" if "avx2" in flags.split() else "no AVX2"
-        isa += " + AMX" if "amx_tile" in flags.split() else ""
+        flags = set(flags.split())
+        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+        isa += " + AMX" if "amx_tile" in flags else ""
         entry = f"{model}, {isa}, {threads} thread{'' if threads == '1' else 's'}"
         if entry not in seen:
             seen.append(entry)
