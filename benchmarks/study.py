@@ -504,19 +504,52 @@ def first_updates_check(args, layers, method, seed, valid):
     return max(abs(short[u] - long[u]) for u in common), common[-1]
 
 
+def epoch_train_losses(path):
+    """{update at an epoch's end: the epoch's mean training loss} (label-smoothed, dropout on, like the valid
+    loss but for dropout) from the "| train | epoch" lines. A resumed run logs its epoch again, averaged over the
+    updates since the restart; the last line of each update is kept."""
+    out = {}
+    for line in (_read(path) or "").splitlines():
+        m = re.search(r"\| train \| epoch \d+ \|.*?\| loss ([\d.]+|nan|inf) \|.*?\| num_updates (\d+)", line)
+        if m:
+            out[int(m.group(2))] = float(m.group(1))
+    return out
+
+
+GAP_AT = (1000, 2000, 3000, 4000)
+
+
+def gap_row(label, train, valid, at=GAP_AT, near=(250, 100)):
+    """A table row: at each update of `at`, the training loss of the epoch ending nearest it, the valid loss at
+    the validation nearest that epoch's end, and valid − train; "-" where none is within `near` updates."""
+    cells = []
+    for target in at:
+        if not train or not valid:
+            cells.append("-")
+            continue
+        end = min(train, key=lambda u: abs(u - target))
+        check = min(valid, key=lambda u: abs(u - end))
+        if abs(end - target) > near[0] or abs(check - end) > near[1]:
+            cells.append("-")
+            continue
+        cells.append(f"{train[end]:.2f} / {valid[check]:.2f} ({valid[check] - train[end]:+.2f})")
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
 def parse_valid(path):
     return dict(parse(path)["valid"]) if _read(path) is not None else {}
 
 
 def summarize_long(args, runs):
-    rows, by_method, curves, checks = [], {}, {}, []
+    rows, by_method, curves, checks, gaps = [], {}, {}, [], []
     for layers, method, seed in runs:
         name = run_name(layers, method, seed)
         log = os.path.join(args.out, f"{name}.log")
         text = _read(log)
-        if text is None or not parse(log)["valid"]:
+        measured = parse(log)["valid"] if text is not None else []
+        if not measured:
             continue
-        valid = sorted(dict(parse(log)["valid"]).items())  # a resumed run may log an update twice
+        valid = sorted(dict(measured).items())  # a resumed run may log an update twice
         curves[(method, seed)] = valid
         done = "done training" in text
         best_update, best = min(valid, key=lambda uv: uv[1])
@@ -528,6 +561,9 @@ def summarize_long(args, runs):
         rows.append(f"| {depth_label(layers)} | {LABELS[method]} | {seed} | {valid[-1][0]}{'' if done else ' (unfinished)'} "
                     f"| {valid[-1][1]:.2f} | {best:.2f} (update {best_update}) | {_or_dash(bleu_best)} | {_or_dash(bleu_avg)} "
                     f"| {run_machine(text)} |")
+        gaps.append(gap_row(f"{depth_label(layers)} {LABELS[method]}, seed {seed}", epoch_train_losses(log), dict(valid),
+                            [round(args.updates * f / 4) for f in (1, 2, 3, 4)],
+                            (max(1, args.updates // 16), 3 if args.quick else 100)))
         check = first_updates_check(args, layers, method, seed, valid)
         if check is not None:
             checks.append(f"| {name} | {check[1]} | {check[0]:.4f} |")
@@ -543,7 +579,10 @@ def summarize_long(args, runs):
             "processors round differently, see the last column above):\n\n" + "\n".join(means) + "\n"
             + "\nThe first updates against the 800-update study (benchmarks/results-study), valid loss:\n\n"
             + "| run | updates compared (every 100 up to) | largest abs difference |\n|---|---|---|\n"
-            + "\n".join(checks) + "\n\n" + summary_versions() + "\n")
+            + "\n".join(checks) + "\n\nTraining against valid loss (train: the mean over the epoch ending nearest the "
+            "update, label-smoothed with dropout; valid: label-smoothed, at the validation nearest that epoch's end; "
+            "in brackets valid − train):\n\n| run | " + " | ".join(f"≈ {round(args.updates * f / 4):,}" for f in (1, 2, 3, 4))
+            + " |\n|---|---|---|---|---|\n" + "\n".join(gaps) + "\n\n" + summary_versions() + "\n")
     _write_atomic(os.path.join(args.out, "summary.md"), text)
     print(text)
     if curves:

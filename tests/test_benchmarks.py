@@ -72,6 +72,26 @@ def test_study_long_quick_resumes_from_a_committed_state(bin_data, tmp_path):
     assert "BLEU4 = " in (through / "2x2-admin-seed1.best.bleu.txt").read_text()
     assert (through / "beta2_2x2-admin-seed1.png").stat().st_size > 1000
     assert (through / "valid_loss_long.png").stat().st_size > 1000
+    # training against valid loss at the run's end: the last epoch's mean loss and the last validation
+    gap = re.search(r"^\| 2-2 Admin \(profiled\), seed 1 \|.*\| ([\d.]+) / ([\d.]+) \(([-+][\d.]+)\) \|$", out, re.M)
+    assert gap and abs(float(gap.group(2)) - parse(str(through / "2x2-admin-seed1.log"))["valid"][-1][1]) < 0.006, out
+    assert abs(float(gap.group(2)) - float(gap.group(1)) - float(gap.group(3))) < 0.006, gap.group(0)
+
+    # the source-use check on the finished run: with training's batching (a multiple of 8, the last partial
+    # batch left out) fairseq-validate's own-source nll at the best checkpoint is the log's valid nll there
+    proc = subprocess.run([sys.executable, "benchmarks/source_use.py", "--bin", bin_data, "--runs-dir", through,
+                           "--out", tmp_path / "su", "--required-batch-size-multiple", "8"], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = (through / "2x2-admin-seed1.log").read_text()
+    valid = {int(u): float(n) for n, u in re.findall(r"valid on 'valid' subset \| loss [\d.]+ \| nll_loss ([\d.]+) .*?"
+                                                     r"num_updates (\d+)", text)}
+    best = max(u for u, _ in parse(str(through / "2x2-admin-seed1.log"))["valid"]
+               if _ == min(v for _, v in parse(str(through / "2x2-admin-seed1.log"))["valid"]))
+    row = re.search(rf"\| 2x2-admin-seed1 \| checkpoint_best\.pt \(update {best}\) \| valid \(100, in batches of a multiple of 8\) \| ([\d.]+) \| ([\d.]+) "
+                    r"\| ([-+][\d.]+) \|", (tmp_path / "su" / "summary.md").read_text())
+    assert row and abs(float(row.group(1)) - valid[best]) <= 0.006, (valid, proc.stdout)
+    assert "| 2x2-admin-seed1 | checkpoint_last.pt (update 15) | test (100, in batches of a multiple of 8) |" in proc.stdout, proc.stdout
 
     log = cut / "2x2-admin-seed1.log"
     run_killed_when(study + ["--out", str(cut)], lambda: log.exists() and " @ 6 updates" in log.read_text())
@@ -144,3 +164,24 @@ def test_mechanism_quick(bin_data, tmp_path):
     omegas = {x["omega"] for x in results["admin-logn"]["rows"] if x["stack"] == "encoder"}
     assert len(omegas) == 1 and omegas.pop() > 1  # logn: one constant ω > 1 per stack
     assert (tmp_path / "init.png").stat().st_size > 1000 and "| Admin (logn) |" in (tmp_path / "init.md").read_text()
+
+
+def test_source_use_mismatched_subsets(bin_data, tmp_path):
+    """The mismatched subsets pair every reference with another sentence's source, the same tokens."""
+    from fairseq.data import Dictionary, data_utils
+    import source_use
+
+    for n in range(2, 40):
+        assert all(j != i for i, j in enumerate(source_use.rotation(n))) and sorted(source_use.rotation(n)) == list(range(n))
+    sizes = source_use.build_data(bin_data, str(tmp_path))
+    assert sizes == {"valid": 100, "test": 100}
+    d = Dictionary.load(str(tmp_path / "dict.de.txt"))
+    load = lambda name: data_utils.load_indexed_dataset(str(tmp_path / name), d)  # noqa: E731
+    for split in ("valid", "test"):
+        own, other = load(f"{split}.de-en.de"), load(f"{split}mis.de-en.de")
+        assert [other[i].tolist() for i in range(len(own))] == [own[j].tolist() for j in source_use.rotation(len(own))]
+        assert (tmp_path / f"{split}mis.de-en.en.bin").read_bytes() == (tmp_path / f"{split}.de-en.en.bin").read_bytes()
+    # no language pair there: one error line, not a traceback
+    proc = subprocess.run([sys.executable, "benchmarks/source_use.py", "--bin", str(tmp_path / "nothing"),
+                           "--runs-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0 and proc.stderr.startswith("source_use: error: ") and "Traceback" not in proc.stderr
