@@ -587,11 +587,15 @@ def summarize_long(args, runs):
     print(text)
     if curves:
         plot_long(args.out, curves)
+    betas = {}
     for layers, method, seed in runs:
         name = run_name(layers, method, seed)
         beta = beta2_curve(os.path.join(args.out, f"{name}.log"))
         if beta:
             plot_beta2_heatmap(os.path.join(args.out, f"beta2_{name}.png"), name, beta)
+            betas[(method, seed)] = beta
+    if betas:
+        plot_dependency_long(args.out, betas)
     plot_omegas(args.out, [(run_name(*r), omega_curve(os.path.join(args.out, f"{run_name(*r)}.log"))) for r in runs])
     return text
 
@@ -630,6 +634,42 @@ def plot_long(out, curves):
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = os.path.join(out, "valid_loss_long.png")
+    fig.savefig(f"{path}.tmp.png", dpi=110)
+    os.replace(f"{path}.tmp.png", path)
+    plt.close(fig)
+
+
+def stack_means(values):
+    """(encoder mean β², decoder self-attention, cross-attention and FFN means) of one measurement."""
+    def mean(pattern):
+        xs = [v for k, v in values.items() if re.fullmatch(pattern, k)]
+        return sum(xs) / len(xs) if xs else float("nan")
+    return mean(r"enc_\d+_\w+"), mean(r"dec_\d+_attn"), mean(r"dec_\d+_cross"), mean(r"dec_\d+_ffn")
+
+
+def plot_dependency_long(out, betas):
+    """Per run, over training: the encoder's mean β² and the decoder cross-attention's (how much the decoder's
+    residual stream takes from the source), log scale."""
+    plt = _plt()
+    colors = _colors(plt)
+    styles = {1: "-", 2: "--", 3: ":"}
+    fig, (enc, cross) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for (method, seed), beta in sorted(betas.items()):
+        updates = [u for u, _ in beta]
+        means = [stack_means(v) for _, v in beta]
+        style = dict(color=colors[method], linestyle=styles.get(seed, "-."), label=f"{LABELS[method]} (seed {seed})")
+        enc.plot(updates, [m[0] for m in means], **style)
+        cross.plot(updates, [m[2] for m in means], **style)
+    for ax, title in ((enc, "encoder, mean over its sublayers"), (cross, "decoder cross-attention, mean over layers")):
+        ax.set_yscale("log")
+        ax.set_xlabel("update")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    enc.set_ylabel("β² = Var(F) / Var(ω·r + F)")
+    cross.legend(fontsize=7)
+    fig.suptitle("18-18 long runs: branch dependency over training (logged every 50 updates)", fontsize=9)
+    fig.tight_layout()
+    path = os.path.join(out, "dependency_long.png")
     fig.savefig(f"{path}.tmp.png", dpi=110)
     os.replace(f"{path}.tmp.png", path)
     plt.close(fig)

@@ -72,6 +72,7 @@ def test_study_long_quick_resumes_from_a_committed_state(bin_data, tmp_path):
     assert "BLEU4 = " in (through / "2x2-admin-seed1.best.bleu.txt").read_text()
     assert (through / "beta2_2x2-admin-seed1.png").stat().st_size > 1000
     assert (through / "valid_loss_long.png").stat().st_size > 1000
+    assert (through / "dependency_long.png").stat().st_size > 1000  # encoder and cross-attention β² over training
     # training against valid loss at the run's end: the last epoch's mean loss and the last validation
     gap = re.search(r"^\| 2-2 Admin \(profiled\), seed 1 \|.*\| ([\d.]+) / ([\d.]+) \(([-+][\d.]+)\) \|$", out, re.M)
     assert gap and abs(float(gap.group(2)) - parse(str(through / "2x2-admin-seed1.log"))["valid"][-1][1]) < 0.006, out
@@ -185,3 +186,18 @@ def test_source_use_mismatched_subsets(bin_data, tmp_path):
     proc = subprocess.run([sys.executable, "benchmarks/source_use.py", "--bin", str(tmp_path / "nothing"),
                            "--runs-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode != 0 and proc.stderr.startswith("source_use: error: ") and "Traceback" not in proc.stderr
+
+
+def test_long_summary_helpers():
+    import study
+
+    values = {"enc_01_attn": 0.1, "enc_01_ffn": 0.3, "enc_mean": 9.0, "dec_01_attn": 0.2, "dec_02_attn": 0.4,
+              "dec_01_cross": 0.01, "dec_02_cross": 0.03, "dec_01_ffn": 0.5, "dec_mean": 9.0}
+    enc, attn, cross, ffn = study.stack_means(values)  # the logged *_mean entries are not sublayers
+    assert (round(enc, 6), round(attn, 6), round(cross, 6), round(ffn, 6)) == (0.2, 0.3, 0.02, 0.5)
+    train = {214: 10.5, 1070: 7.0, 1926: 6.0, 4000: 4.0}
+    valid = {1000: 7.3, 1100: 7.2, 1900: 6.5, 4000: 5.0}
+    # the epoch ending nearest each update, the validation nearest that epoch's end; "-" where none is near
+    assert study.gap_row("r", train, valid, (1000, 2000, 3000, 4000)) == \
+        "| r | 7.00 / 7.20 (+0.20) | 6.00 / 6.50 (+0.50) | - | 4.00 / 5.00 (+1.00) |"
+    assert study.gap_row("r", {}, valid, (1000,)) == "| r | - |"
