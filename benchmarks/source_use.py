@@ -128,7 +128,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     study.fairseq_style_logging()
     args.out = args.out or os.path.join(args.runs_dir, "source-use")
-    if not os.path.exists(os.path.join(args.bin, "dict.de.txt")) and not glob.glob(os.path.join(args.bin, "dict.*.txt")):
+    if not glob.glob(os.path.join(args.bin, "dict.*.txt")):
         sys.exit(f"source_use: error: no binarized data in {args.bin}: run benchmarks/study.sh first, or pass --bin")
     runs = sorted(d for d in os.listdir(os.path.join(args.runs_dir, "checkpoints"))
                   if re.search(args.only, d)) if os.path.isdir(os.path.join(args.runs_dir, "checkpoints")) else []
@@ -140,21 +140,23 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as data:
         sizes = build_data(args.bin, data)
         for run in runs:
-            if "done training" not in (study._read(os.path.join(args.runs_dir, f"{run}.log")) or ""):
+            run_log = os.path.join(args.runs_dir, f"{run}.log")
+            if "done training" not in (study._read(run_log) or ""):
                 print(f"| {run}: skipped, its log does not say it finished (a training run rewrites its checkpoints)",
                       flush=True)
                 continue
             folder = os.path.join(args.runs_dir, "checkpoints", run)
-            names = sorted({os.path.basename(f) for pattern in args.checkpoints.split(",")
-                            for f in glob.glob(os.path.join(folder, pattern.strip()))},
-                           key=lambda n: (checkpoint_update(os.path.join(args.runs_dir, f"{run}.log"), n) or 0, n))
+            updates = {os.path.basename(f): None for pattern in args.checkpoints.split(",")
+                       for f in glob.glob(os.path.join(folder, pattern.strip()))}
+            updates = {n: checkpoint_update(run_log, n) for n in updates}  # each log read once per checkpoint
+            names = sorted(updates, key=lambda n: (updates[n] or 0, n))
             batching = "" if args.required_batch_size_multiple == 1 else \
                 f", in batches of a multiple of {args.required_batch_size_multiple}"
             for name in names:
                 path = os.path.join(folder, name)
                 cmd, found = validate(data, path, SPLITS, args.threads, args.required_batch_size_multiple)
                 log.append("$ " + " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd))
-                update = checkpoint_update(os.path.join(args.runs_dir, f"{run}.log"), name)
+                update = updates[name]
                 for split in SPLITS:
                     (_, own), (_, other) = found[split], found[split + MISMATCHED]
                     rows.append(f"| {run} | {name} ({'update ' + str(update) if update else 'update not in log'}) "
