@@ -619,6 +619,14 @@ def _plt():
     return plt
 
 
+def _save_png(fig, path, dpi=110):
+    """Lay out one figure, write it atomically (a temporary file renamed into place) and close it."""
+    fig.tight_layout()
+    fig.savefig(f"{path}.tmp.png", dpi=dpi)
+    os.replace(f"{path}.tmp.png", path)
+    _plt().close(fig)
+
+
 def plot_long(out, curves):
     plt = _plt()
     colors = _colors(plt)
@@ -632,11 +640,7 @@ def plot_long(out, curves):
     ax.set_title("18-18, width 128, RAdam lr 1e-3 warmup 400, bundled De-En sample: the late stage", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(out, "valid_loss_long.png")
-    fig.savefig(f"{path}.tmp.png", dpi=110)
-    os.replace(f"{path}.tmp.png", path)
-    plt.close(fig)
+    _save_png(fig, os.path.join(out, "valid_loss_long.png"))
 
 
 def stack_means(values):
@@ -668,11 +672,7 @@ def plot_dependency_long(out, betas):
     enc.set_ylabel("β² = Var(F) / Var(ω·r + F)")
     cross.legend(fontsize=7)
     fig.suptitle("18-18 long runs: branch dependency over training (logged every 50 updates)", fontsize=9)
-    fig.tight_layout()
-    path = os.path.join(out, "dependency_long.png")
-    fig.savefig(f"{path}.tmp.png", dpi=110)
-    os.replace(f"{path}.tmp.png", path)
-    plt.close(fig)
+    _save_png(fig, os.path.join(out, "dependency_long.png"))
 
 
 def plot_beta2_heatmap(path, name, beta):
@@ -693,10 +693,7 @@ def plot_beta2_heatmap(path, name, beta):
     ax.set_xlabel("update (β² measured on that update's batch)")
     ax.set_title(f"{name}: branch dependency β² = Var(F) / Var(ω·r + F)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    fig.savefig(f"{path}.tmp.png", dpi=100)
-    os.replace(f"{path}.tmp.png", path)
-    plt.close(fig)
+    _save_png(fig, path, dpi=100)
 
 
 def _colors(plt):
@@ -725,11 +722,7 @@ def plot_curves(out, curves):
         ax.set_title(f"{depth_label(layers)}, width 128, {titles[regime]}, bundled De-En sample", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = os.path.join(out, f"valid_loss_{depth_tag(layers)}{'' if regime == 'main' else '_' + regime}.png")
-        fig.savefig(f"{path}.tmp.png", dpi=110)
-        os.replace(f"{path}.tmp.png", path)
-        plt.close(fig)
+        _save_png(fig, os.path.join(out, f"valid_loss_{depth_tag(layers)}{'' if regime == 'main' else '_' + regime}.png"))
 
 
 def plot_omegas(out, curves):
@@ -748,11 +741,7 @@ def plot_omegas(out, curves):
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(out, "omega_mean.png")
-    fig.savefig(f"{path}.tmp.png", dpi=110)
-    os.replace(f"{path}.tmp.png", path)
-    plt.close(fig)
+    _save_png(fig, os.path.join(out, "omega_mean.png"))
 
 
 def data_fingerprint(folder):
