@@ -129,11 +129,7 @@ def plot(out, results):
             axes[row, col].set_xlabel("sublayer (forward order)")
             axes[row, col].grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(out, "init.png")
-    fig.savefig(f"{path}.tmp.png", dpi=100)
-    os.replace(f"{path}.tmp.png", path)
-    plt.close(fig)
+    study._save_png(fig, os.path.join(out, "init.png"), dpi=100)
 
 
 def floor_profile(src, dest):
