@@ -84,10 +84,7 @@ def summarize(args, methods):
     study._write_atomic(os.path.join(args.out, "summary.md"), table)
     print(table)
     if curves:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 3.2))
+        fig, ax = study._plt().subplots(figsize=(6, 3.2))
         for method, (x, y) in curves.items():
             ax.step(x, y, where="post", label=method)
         ax.set_yscale("log", base=2)
@@ -95,10 +92,7 @@ def summarize(args, methods):
         ax.set_ylabel("simulated fp16 loss scale")
         ax.set_title("fp16 audit of fp32 runs, 18-18 width 512 (the H100 probe's setting)", fontsize=8)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        png = os.path.join(args.out, "loss_scale.png")
-        fig.savefig(f"{png}.tmp.png", dpi=120)
-        os.replace(f"{png}.tmp.png", png)
+        study._save_png(fig, os.path.join(args.out, "loss_scale.png"), dpi=120)
 
 
 def main(argv=None):

@@ -67,6 +67,7 @@ def test_study_long_quick_resumes_from_a_committed_state(bin_data, tmp_path):
     assert "| 2-2 | Admin (profiled) | 1 | 15 |" in out, out
     row = next(r for r in out.splitlines() if r.startswith("| 2-2 | Admin (profiled) | 1 | 15 |"))
     assert row.endswith(", 1 thread |"), row  # the processor column, from the log's "# cpu:" line
+    assert (through / "2x2-admin-seed1.avg.bleu.txt").exists(), out  # the study's own lines say which step failed
     avg = (through / "2x2-admin-seed1.avg.bleu.txt").read_text()
     assert re.search(r"averaged 5 checkpoints \(checkpoint_\d+_3\.pt, .*checkpoint_\d+_15\.pt\)", avg) and "BLEU4 = " in avg
     assert "BLEU4 = " in (through / "2x2-admin-seed1.best.bleu.txt").read_text()
@@ -186,6 +187,25 @@ def test_source_use_mismatched_subsets(bin_data, tmp_path):
     proc = subprocess.run([sys.executable, "benchmarks/source_use.py", "--bin", str(tmp_path / "nothing"),
                            "--runs-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode != 0 and proc.stderr.startswith("source_use: error: ") and "Traceback" not in proc.stderr
+
+
+def test_an_abort_at_exit_after_done_training_keeps_the_run(tmp_path):
+    """fairseq 0.12's prefetch thread can make fairseq-train abort (SIGABRT) at interpreter exit after its
+    last checkpoint is saved: the run counts as finished (noted in its log); every other failure does not."""
+    import signal
+
+    import study
+
+    done = "| INFO | fairseq_cli.train | done training in 3.8 seconds\nterminate called without an active exception\n"
+    log = tmp_path / "run.log"
+    log.write_text(done)
+    assert study.training_finished(0, done) and study.training_finished(-signal.SIGABRT, done, str(log))
+    assert "aborted at exit (exit -6)" in log.read_text().splitlines()[-1]
+    assert study.training_finished(134, done)  # the same abort seen through a shell
+    assert not study.training_finished(1, done)  # a Python error after the end is a failure
+    assert not study.training_finished(-signal.SIGKILL, done)
+    assert not study.training_finished(0, "| epoch 001 | loss 9.1\n")  # killed before the end, whatever the exit
+    assert not study.training_finished(-signal.SIGABRT, "| epoch 001 | loss 9.1\n")
 
 
 def test_long_summary_helpers():
