@@ -325,7 +325,7 @@ def restore(args, name):
 def training_finished(rc, text, log=None):
     """Whether a fairseq-train that exited with ``rc`` after writing ``text`` to its log finished.
 
-    Seen twice in about a dozen quick runs under load, never in 12 runs on a quiet CPU: fairseq-train logs
+    Seen once in CI and once here, not in 12 more runs of the same quick command: fairseq-train logs
     "done training" and then aborts at interpreter exit ("terminate called without an active exception",
     SIGABRT). The likely cause: fairseq 0.12 prefetches batches in a daemon thread (iterators.BufferedIterator),
     which a run stopping at --max-update mid-epoch leaves inside a torch op; torch re-taking the GIL there
