@@ -100,8 +100,19 @@ for seed in $all_seeds; do
   env_text=$(recipe_env "$dir" "$seed")
   eval "$env_text"
   printf '%s\n' "$data_stamp" > "$dir/data.stamp.tmp" && mv -f "$dir/data.stamp.tmp" "$dir/data.stamp"
-  log "train seed $seed: $train_cmd"
-  eval "$train_cmd"
+  # a finished training is not run again: fairseq-train on a run already at --max-update trains one more
+  # update and rewrites checkpoint_last.pt. Its settings are recorded when fairseq-train ends, and dropped
+  # when it starts, so that a run stopped half-way with other settings is never taken for a finished one
+  train_settings="$data_stamp
+$train_cmd"
+  if same_settings "$dir/checkpoint_last.pt" "$train_settings"; then
+    log "train seed $seed: finished earlier with these settings, skipped"
+  else
+    rm -f "$dir/checkpoint_last.pt.settings"
+    log "train seed $seed: $train_cmd"
+    eval "$train_cmd"
+    record_settings "$dir/checkpoint_last.pt" "$train_settings"
+  fi
 
   avg="$dir/checkpoint_avg.pt"
   newest=$(ls -t "$dir"/checkpoint[0-9]*.pt 2>/dev/null | head -1 || true)

@@ -257,8 +257,11 @@ def test_iwslt14_recipe_end_to_end_offline(tmp_path, monkeypatch):
     mean = sum(torch.load(p, weights_only=False)["model"][key].double() for p in epochs) / len(epochs)
     assert torch.allclose(avg[key].double(), mean, atol=1e-6)
     # a rerun resumes: nothing is redone
+    last = (run / "checkpoint_last.pt").read_bytes()
     again = _run("scripts/run_recipe.sh", IWSLT, "admin-6-6", data, *opts)
     assert "| profile (once" not in again and "average the last" not in again
+    assert "train seed 1111: finished earlier with these settings, skipped" in again
+    assert (run / "checkpoint_last.pt").read_bytes() == last
     assert "generate:" not in again
     # SIGKILL inside generate, then inside score: each rerun ends with the same translations and scores
     gen_out, scores = (run / "generate-test.txt").read_bytes(), (variant / "scores.txt").read_bytes()
