@@ -392,7 +392,8 @@ def bleu_of(path):
 
 
 def _or_dash(value):
-    return "-" if value is None else value
+    """A BLEU score as its file prints it (two decimals: 0.00, not 0.0), or "-" where there is none."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def omega_of(path):
