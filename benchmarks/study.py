@@ -85,7 +85,13 @@ METHODS = {
     # T-Fixup's initialisation with the study's warmup schedule: separates its initialisation from its
     # schedule (the 6-6 T-Fixup run leads by a wide margin and is the one run without warmup)
     "tfixup-warmup": ["--arch", "tfixup_transformer"],
+    # the warmup question (issue 31): the long study's runs with a warmup of 1,600 updates (4x), same peak lr
+    **{f"{m}-wu1600": ["--arch", "refinit_transformer", *(PRE_LN if m == "preln" else [])] if m in ("postln", "preln")
+       else ["--arch", "admin_transformer", *(["--admin-init", "logn"] if m == "admin-logn" else [])]
+       for m in ("postln", "preln", "admin", "admin-logn")},
 }
+#: the long warmup of the warmup question: 4x the study's 400 updates, the same peak learning rate
+LONG_WARMUP = ["--warmup-updates", "1600"]
 #: T-Fixup trains without warmup (its authors' schedule): the study's peak rate from update 1, decaying as
 #: lr * sqrt(400 / (400 + update)), close to the others' lr * sqrt(400 / update) after their warmup
 TFIXUP_SCHEDULE = ["--lr-scheduler", "inverse_sqrt_nowarmup", "--warmup-updates", "0", "--decay-period", "400"]
@@ -95,10 +101,11 @@ H100_SCHEDULE = ["--optimizer", "adam", "--warmup-updates", "1000"]
 #: flags that must come after the common schedule (they override it)
 OVERRIDES = {"admin-h100": H100_SCHEDULE, "admin-h100-refinit": H100_SCHEDULE,
              "admin-h100-fixedomega": H100_SCHEDULE, "admin-h100-radam": ["--warmup-updates", "1000"],
-             "preln-h100": H100_SCHEDULE, "tfixup": TFIXUP_SCHEDULE}
+             "preln-h100": H100_SCHEDULE, "tfixup": TFIXUP_SCHEDULE,
+             **{f"{m}-wu1600": LONG_WARMUP for m in ("postln", "preln", "admin", "admin-logn")}}
 #: the stall ablation's runs stop at 400 updates, where the H100 probe stopped (inverse_sqrt does not
 #: depend on --max-update, so their first 400 updates are those of a longer run)
-ABLATION_METHODS = tuple(m for m in OVERRIDES if m != "tfixup")
+ABLATION_METHODS = tuple(m for m in OVERRIDES if m != "tfixup" and not m.endswith("-wu1600"))
 ABLATION_UPDATES = 400
 LABELS = {
     "postln": "Post-LN", "preln": "Pre-LN", "admin": "Admin (profiled)", "admin-logn": "Admin (logn)",
@@ -110,6 +117,8 @@ LABELS = {
     "b2t": "B2T connection", "rezero": "ReZero", "rezero-postln": "ReZero + Post-LN", "tfixup": "T-Fixup (no warmup)",
     "tfixup-warmup": "T-Fixup init, the study's warmup",
     "dsinit": "DS-Init",
+    "postln-wu1600": "Post-LN, warmup 1,600", "preln-wu1600": "Pre-LN, warmup 1,600",
+    "admin-wu1600": "Admin (profiled), warmup 1,600", "admin-logn-wu1600": "Admin (logn), warmup 1,600",
 }
 
 #: (layers per stack, method, seed) in the order they run: the deep comparison and the shallow control
@@ -130,10 +139,14 @@ STABILIZER_RUNS = [r for r in RUNS if r[1] in (*STABILIZERS, "tfixup-warmup") or
 ABLATION_RUNS = [(18, m, 1) for m in ABLATION_METHODS]
 QUICK_RUNS = [(2, m, 1) for m in ("postln", "preln", "admin", "deepnorm")]
 QUICK_STABILIZER_RUNS = [((2, 1), m, 1) for m in ("b2t", "tfixup")]
-#: with --long (issue 15, the late stage): 4,000 updates, the deep comparison first (Admin and Pre-LN,
-#: seeds 1 and 2), then one seed of the other methods, then third seeds if the CPU allows
+#: with --long (issues 15 and 31, the late stage): 4,000 updates, the deep comparison first (Admin and
+#: Pre-LN, seeds 1 and 2), then one seed of the other methods; then the warmup question (warmup 1,600),
+#: second seeds of the analytic winners, T-Fixup and B2T; then third seeds if the CPU allows
 LONG_RUNS = [(18, "admin", 1), (18, "preln", 1), (18, "admin", 2), (18, "preln", 2),
-             (18, "admin-logn", 1), (18, "deepnorm", 1), (18, "postln", 1), (18, "admin", 3), (18, "preln", 3)]
+             (18, "admin-logn", 1), (18, "deepnorm", 1), (18, "postln", 1),
+             (18, "admin-wu1600", 1), (18, "preln-wu1600", 1), (18, "postln-wu1600", 1), (18, "admin-logn-wu1600", 1),
+             (18, "admin-logn", 2), (18, "deepnorm", 2), (18, "tfixup", 1), (18, "b2t", 1),
+             (18, "admin", 3), (18, "preln", 3)]
 LONG_UPDATES = 4000
 #: long runs save (and so validate: fairseq validates at every interval save) every 100 updates, as the
 #: 800-update runs did, and keep the last 5 interval checkpoints (3,600-4,000): the reference averages
